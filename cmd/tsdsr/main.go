@@ -1,0 +1,90 @@
+// Command tsdsr is a one-step diffusion super-resolution tool (TSD-SR) with an
+// embedded model: upscale photos, evaluate, synthesise training pairs, train,
+// serve over HTTP and benchmark.
+//
+// Each subcommand lives in its own file and registers itself in init.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// command is one subcommand: run parses args itself (with a flag.FlagSet
+// named after the command) and returns an error to print.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string) error
+}
+
+var commands = map[string]*command{}
+
+func register(c *command) {
+	if _, dup := commands[c.name]; dup {
+		panic("tsdsr: duplicate command " + c.name)
+	}
+	commands[c.name] = c
+}
+
+// errUsage marks an error already explained to the user by a FlagSet.
+var errUsage = errors.New("usage")
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "tsdsr: one-step diffusion super-resolution (TSD-SR) on the CPU")
+	fmt.Fprintln(w, "\nUsage: tsdsr <command> [flags]   (tsdsr <command> -h for its flags)")
+	fmt.Fprintln(w, "\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(os.Stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "tsdsr: unknown command %q\n\n", args[0])
+		usage(os.Stderr)
+		return 2
+	}
+	// First Ctrl-C/SIGTERM cancels the context so commands stop cleanly
+	// (no partial files); a second one kills the process.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	if err := c.run(ctx, args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintf(os.Stderr, "tsdsr %s: %v\n", c.name, err)
+		}
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,74 @@
+// Package parallel is the worker pool shared by every heavy kernel in tsdsr.
+//
+// All kernels split their work with For, so one setting (SetThreads, the
+// TSDSR_THREADS environment variable, or the CLI's --threads flag) bounds the
+// CPU use of the whole program. It is safe for concurrent use.
+package parallel
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+var threads atomic.Int32
+
+func init() {
+	n := runtime.GOMAXPROCS(0)
+	if s := os.Getenv("TSDSR_THREADS"); s != "" {
+		if v, err := strconv.Atoi(s); err == nil && v > 0 {
+			n = v
+		}
+	}
+	threads.Store(int32(n))
+}
+
+// Threads reports how many goroutines For uses at most.
+func Threads() int { return int(threads.Load()) }
+
+// SetThreads sets the number of worker goroutines (n <= 0 means GOMAXPROCS)
+// and returns the previous value.
+func SetThreads(n int) int {
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	return int(threads.Swap(int32(n)))
+}
+
+// For calls fn(lo, hi) over disjoint ranges covering [0, n), using at most
+// Threads() goroutines. Ranges hold at least grain items (grain < 1 means 1),
+// so tiny loops run inline without goroutine overhead. It returns when every
+// call has returned.
+func For(n, grain int, fn func(lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	if grain < 1 {
+		grain = 1
+	}
+	w := min(Threads(), (n+grain-1)/grain)
+	if w <= 1 {
+		fn(0, n)
+		return
+	}
+	// Dynamic chunks of roughly n/(4w) balance uneven work.
+	chunk := max(grain, (n+4*w-1)/(4*w))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(w)
+	for range w {
+		go func() {
+			defer wg.Done()
+			for {
+				lo := int(next.Add(int64(chunk))) - chunk
+				if lo >= n {
+					return
+				}
+				fn(lo, min(lo+chunk, n))
+			}
+		}()
+	}
+	wg.Wait()
+}
