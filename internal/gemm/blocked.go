@@ -1,0 +1,217 @@
+package gemm
+
+import (
+	"sync"
+	"unsafe"
+
+	"tsdsr/internal/parallel"
+)
+
+// microKernel is the signature of a register-tiled inner kernel; see
+// path.micro.
+type microKernel func(kc int, a, b, c unsafe.Pointer, ldc int, beta float32)
+
+// Cache blocking, sized for a core with 32 KiB L1d and 512 KiB L2 (AMD Zen 3)
+// or larger:
+//   - kc: depth of one packed panel pass. A kc x nr B micro-panel (16 KiB at
+//     nr=16) plus a kc x mr A micro-panel stay in L1 across the inner loop.
+//   - mc: rows of A per task; the mc x kc packed A block (144 KiB) stays in L2
+//     while the task sweeps its columns.
+//   - ncTask: columns per task; the kc x ncTask packed B slice (512 KiB) is
+//     streamed from L2/L3 once per A block.
+//   - nc: columns packed per outer pass (kc x nc = 4 MiB of B, L3-resident).
+//   - mcOuter: rows of A packed per outer pass (bounds the scratch memory).
+var (
+	kcBlock      = 256
+	mcBlock      = 144
+	ncTask       = 512
+	ncBlock      = 4096
+	mcOuterBlock = 4096
+)
+
+// parallelWork is the m*n*k above which the blocked loop uses several
+// goroutines: below it, goroutine start-up costs more than it saves.
+const parallelWork = 64 * 64 * 64
+
+var scratch = sync.Pool{New: func() any { return new([]float32) }}
+
+// getScratch returns a pooled slice of at least n floats.
+func getScratch(n int) *[]float32 {
+	s := scratch.Get().(*[]float32)
+	if cap(*s) < n {
+		*s = make([]float32, n)
+	}
+	*s = (*s)[:n]
+	return s
+}
+
+// blocked runs the Goto/BLIS loop nest with p's micro-kernel:
+//
+//	for jc over n by nc:            pack B[pc:pc+kc, jc:jc+nc] (shared)
+//	  for pc over k by kc:
+//	    for ic over m by mcOuter:   pack alpha*A[ic:, pc:pc+kc] (shared)
+//	      parallel over (mc rows x ncTask columns) tasks:
+//	        for jr by nr: for ir by mr: micro-kernel
+//
+// The first pc pass applies beta to C; later passes accumulate.
+func blocked(p *path, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	mr, nr := p.mr, p.nr
+	kc := min(kcBlock, k)
+	// Balance the k passes: 300 is better done as 150+150 than 256+44.
+	if passes := (k + kc - 1) / kc; passes > 1 {
+		kc = (k + passes - 1) / passes
+	}
+	nc := roundUp(min(ncBlock, n), nr)
+	mco := roundUp(min(mcOuterBlock, m), mr)
+	mc := min(mcBlock/mr*mr, mco)
+	nct := min(ncTask/nr*nr, nc)
+
+	bufA := getScratch(mco * kc)
+	bufB := getScratch(nc * kc)
+	defer scratch.Put(bufA)
+	defer scratch.Put(bufB)
+	ap, bp := *bufA, *bufB
+
+	threaded := m*n*k >= parallelWork && parallel.Threads() > 1
+	run := func(count, grain int, fn func(lo, hi int)) {
+		if threaded {
+			parallel.For(count, grain, fn)
+		} else {
+			fn(0, count)
+		}
+	}
+
+	for jc := 0; jc < n; jc += nc {
+		nb := min(nc, n-jc)
+		nPanels := (nb + nr - 1) / nr
+		for pc := 0; pc < k; pc += kc {
+			kb := min(kc, k-pc)
+			bet := beta
+			if pc > 0 {
+				bet = 1
+			}
+			run(nPanels, 8, func(lo, hi int) {
+				for q := lo; q < hi; q++ {
+					j0 := q * nr
+					packB(bp[q*nr*kb:(q+1)*nr*kb], nr, transB, b, ldb, pc, kb, jc+j0, min(nr, nb-j0))
+				}
+			})
+			for ic := 0; ic < m; ic += mco {
+				mb := min(mco, m-ic)
+				mPanels := (mb + mr - 1) / mr
+				run(mPanels, 8, func(lo, hi int) {
+					for q := lo; q < hi; q++ {
+						i0 := q * mr
+						packA(ap[q*mr*kb:(q+1)*mr*kb], mr, transA, alpha, a, lda, pc, kb, ic+i0, min(mr, mb-i0))
+					}
+				})
+				rowTasks := (mb + mc - 1) / mc
+				colTasks := (nb + nct - 1) / nct
+				run(rowTasks*colTasks, 1, func(lo, hi int) {
+					for t := lo; t < hi; t++ {
+						i0 := (t / colTasks) * mc
+						j0 := (t % colTasks) * nct
+						macro(p, kb, ap[i0*kb:], bp[j0*kb:], min(mc, mb-i0), min(nct, nb-j0), c[(ic+i0)*ldc+jc+j0:], ldc, bet)
+					}
+				})
+			}
+		}
+	}
+}
+
+// macro multiplies an mb-row packed A block by an nb-column packed B block
+// (both kb deep) into C, one register tile at a time. Tiles that stick out
+// of C go through a local buffer.
+func macro(p *path, kb int, ap, bp []float32, mb, nb int, c []float32, ldc int, beta float32) {
+	mr, nr := p.mr, p.nr
+	var tmp [maxTile]float32
+	for j := 0; j < nb; j += nr {
+		bPanel := unsafe.Pointer(&bp[j*kb])
+		nv := min(nr, nb-j)
+		for i := 0; i < mb; i += mr {
+			aPanel := unsafe.Pointer(&ap[i*kb])
+			mv := min(mr, mb-i)
+			if mv == mr && nv == nr {
+				p.micro(kb, aPanel, bPanel, unsafe.Pointer(&c[i*ldc+j]), ldc, beta)
+				continue
+			}
+			p.micro(kb, aPanel, bPanel, unsafe.Pointer(&tmp[0]), nr, 0)
+			for ii := 0; ii < mv; ii++ {
+				ci := c[(i+ii)*ldc+j : (i+ii)*ldc+j+nv]
+				ti := tmp[ii*nr : ii*nr+nv]
+				switch beta {
+				case 0:
+					copy(ci, ti)
+				case 1:
+					for jj, v := range ti {
+						ci[jj] += v
+					}
+				default:
+					for jj, v := range ti {
+						ci[jj] = beta*ci[jj] + v
+					}
+				}
+			}
+		}
+	}
+}
+
+// maxTile bounds mr*nr over all micro-kernels.
+const maxTile = 16 * 32
+
+// packA copies rows [i0, i0+mv) and columns [pc, pc+kb) of alpha*op(A) into
+// dst as kb consecutive groups of mr floats (one per k step), zero-padding
+// rows mv..mr-1.
+func packA(dst []float32, mr int, transA bool, alpha float32, a []float32, lda, pc, kb, i0, mv int) {
+	dst = dst[:kb*mr]
+	if mv < mr {
+		clear(dst)
+	}
+	if transA {
+		// op(A)[i][p] = a[p*lda+i]: each k step is a contiguous run of mv.
+		for p := 0; p < kb; p++ {
+			src := a[(pc+p)*lda+i0 : (pc+p)*lda+i0+mv]
+			d := dst[p*mr : p*mr+mv]
+			if alpha == 1 {
+				copy(d, src)
+			} else {
+				for i, v := range src {
+					d[i] = alpha * v
+				}
+			}
+		}
+		return
+	}
+	for i := 0; i < mv; i++ {
+		src := a[(i0+i)*lda+pc : (i0+i)*lda+pc+kb]
+		d := dst[i:]
+		for p, v := range src {
+			d[p*mr] = alpha * v
+		}
+	}
+}
+
+// packB copies rows [pc, pc+kb) and columns [j0, j0+nv) of op(B) into dst
+// as kb consecutive groups of nr floats, zero-padding columns nv..nr-1.
+func packB(dst []float32, nr int, transB bool, b []float32, ldb, pc, kb, j0, nv int) {
+	dst = dst[:kb*nr]
+	if nv < nr {
+		clear(dst)
+	}
+	if !transB {
+		for p := 0; p < kb; p++ {
+			copy(dst[p*nr:p*nr+nv], b[(pc+p)*ldb+j0:(pc+p)*ldb+j0+nv])
+		}
+		return
+	}
+	// op(B)[p][j] = b[j*ldb+p].
+	for j := 0; j < nv; j++ {
+		src := b[(j0+j)*ldb+pc : (j0+j)*ldb+pc+kb]
+		d := dst[j:]
+		for p, v := range src {
+			d[p*nr] = v
+		}
+	}
+}
+
+func roundUp(x, m int) int { return (x + m - 1) / m * m }
