@@ -1,0 +1,143 @@
+package sr
+
+import (
+	"fmt"
+	"math"
+
+	"tsdsr/internal/parallel"
+)
+
+// ColorFix selects how the pipeline pulls the output's colours back to the
+// input's. Diffusion decoders drift in colour and brightness; both fixes are
+// the ones TSD-SR and StableSR ship.
+type ColorFix string
+
+// Colour fixes accepted by Options.ColorFix.
+const (
+	// ColorFixWavelet keeps the output's high frequencies and takes the low
+	// frequencies (5-level a-trous decomposition) from the bicubic-upscaled
+	// input, as StableSR's wavelet_color_fix.
+	ColorFixWavelet ColorFix = "wavelet"
+	// ColorFixAdaIN matches each channel's mean and standard deviation to
+	// those of the bicubic-upscaled input, as StableSR's adain_color_fix.
+	ColorFixAdaIN ColorFix = "adain"
+	// ColorFixNone leaves the model's output as is.
+	ColorFixNone ColorFix = "none"
+)
+
+// ParseColorFix accepts "wavelet", "adain" or "none"; "" means wavelet.
+func ParseColorFix(s string) (ColorFix, error) {
+	switch ColorFix(s) {
+	case "", ColorFixWavelet:
+		return ColorFixWavelet, nil
+	case ColorFixAdaIN, ColorFixNone:
+		return ColorFix(s), nil
+	}
+	return "", fmt.Errorf("sr: unknown colour fix %q (want wavelet, adain or none)", s)
+}
+
+// waveletLevels is the depth of the a-trous decomposition: dilations 1, 2,
+// 4, 8 and 16 as in TSD-SR.
+const waveletLevels = 5
+
+// WaveletColorFix returns content's high frequencies plus style's low
+// frequencies, plane by plane (both w x h, same number of planes):
+//
+//	out = content - low(content) + low(style)
+//
+// where low applies the [1,2,1]x[1,2,1]/16 kernel waveletLevels times at
+// dilations 1, 2, 4, 8, 16 with replicate padding. This equals StableSR's
+// wavelet_reconstruction, whose high band telescopes to content - low.
+func WaveletColorFix(content, style []float32, w, h int) []float32 {
+	if len(content) != len(style) || len(content)%(w*h) != 0 {
+		panic("sr: WaveletColorFix: mismatched planes")
+	}
+	lowC := waveletLow(content, w, h)
+	lowS := waveletLow(style, w, h)
+	out := make([]float32, len(content))
+	for i := range out {
+		out[i] = content[i] - lowC[i] + lowS[i]
+	}
+	return out
+}
+
+// waveletLow returns the low band of every w x h plane of src.
+func waveletLow(src []float32, w, h int) []float32 {
+	n := w * h
+	cur := append([]float32(nil), src...)
+	tmp := make([]float32, len(src))
+	for level := range waveletLevels {
+		d := 1 << level
+		for p := 0; p < len(src); p += n {
+			blurPass(cur[p:p+n], tmp[p:p+n], w, h, d)
+		}
+	}
+	return cur
+}
+
+// blurPass blurs the plane a in place (b is scratch) with [1,2,1]/4 at
+// dilation d along x, then along y; indices outside the plane clamp to the
+// edge (replicate padding). The kernel is separable, and so is clamping.
+func blurPass(a, b []float32, w, h, d int) {
+	parallel.For(h, 16, func(lo, hi int) {
+		for y := lo; y < hi; y++ {
+			row, dst := a[y*w:(y+1)*w], b[y*w:(y+1)*w]
+			for x := range w {
+				l, r := max(x-d, 0), min(x+d, w-1)
+				dst[x] = 0.25*row[l] + 0.5*row[x] + 0.25*row[r]
+			}
+		}
+	})
+	parallel.For(h, 16, func(lo, hi int) {
+		for y := lo; y < hi; y++ {
+			up, dn := b[max(y-d, 0)*w:], b[min(y+d, h-1)*w:]
+			mid, dst := b[y*w:], a[y*w:(y+1)*w]
+			for x := range dst {
+				dst[x] = 0.25*up[x] + 0.5*mid[x] + 0.25*dn[x]
+			}
+		}
+	})
+}
+
+// AdaINColorFix returns content with each w x h plane's mean and standard
+// deviation replaced by those of the matching plane of style:
+//
+//	out = (content - mean_c) / std_c * std_s + mean_s
+//
+// with unbiased variances plus 1e-5, as StableSR's calc_mean_std.
+func AdaINColorFix(content, style []float32, w, h int) []float32 {
+	if len(content) != len(style) || len(content)%(w*h) != 0 {
+		panic("sr: AdaINColorFix: mismatched planes")
+	}
+	n := w * h
+	out := make([]float32, len(content))
+	for p := 0; p < len(content); p += n {
+		mc, sc := meanStd(content[p : p+n])
+		ms, ss := meanStd(style[p : p+n])
+		k := ss / sc
+		for i, v := range content[p : p+n] {
+			out[p+i] = float32((float64(v)-mc)*k + ms)
+		}
+	}
+	return out
+}
+
+// meanStd returns the mean and sqrt(unbiased variance + 1e-5) of v, summed
+// in float64 in a fixed order so results are reproducible.
+func meanStd(v []float32) (mean, std float64) {
+	var s float64
+	for _, x := range v {
+		s += float64(x)
+	}
+	mean = s / float64(len(v))
+	var ss float64
+	for _, x := range v {
+		d := float64(x) - mean
+		ss += d * d
+	}
+	variance := 0.0
+	if len(v) > 1 {
+		variance = ss / float64(len(v)-1)
+	}
+	return mean, math.Sqrt(variance + 1e-5)
+}
