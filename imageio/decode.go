@@ -1,0 +1,224 @@
+package imageio
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"image"
+	"image/gif"
+	"image/jpeg"
+	"image/png"
+	"io"
+	"os"
+
+	"golang.org/x/image/bmp"
+	"golang.org/x/image/tiff"
+	"golang.org/x/image/webp"
+)
+
+// Errors wrapped by Decode and ReadFile; test for them with errors.Is.
+var (
+	// ErrTooLarge means the declared size exceeds DecodeOptions.MaxPixels.
+	// It is reported from the header alone, before any pixel is decoded.
+	ErrTooLarge = errors.New("image too large")
+	// ErrUnsupported means the data is not in a format imageio reads, or
+	// uses a feature of that format the decoder does not implement.
+	ErrUnsupported = errors.New("unsupported image format")
+	// ErrCorrupt means the data is truncated or malformed.
+	ErrCorrupt = errors.New("corrupt image")
+)
+
+// DefaultMaxPixels is the pixel limit used when DecodeOptions.MaxPixels is 0.
+// 100 megapixels of planar float32 RGBA is 1.6 GB: large photos pass, bombs
+// do not.
+const DefaultMaxPixels = 100_000_000
+
+// DecodeOptions controls Decode. A nil *DecodeOptions means defaults.
+type DecodeOptions struct {
+	// MaxPixels bounds Width*Height as declared in the file header; 0 means
+	// DefaultMaxPixels, a negative value means no limit.
+	MaxPixels int
+}
+
+func (o *DecodeOptions) maxPixels() int {
+	if o == nil || o.MaxPixels == 0 {
+		return DefaultMaxPixels
+	}
+	return o.MaxPixels
+}
+
+// ReadFile decodes the image stored at path (see Decode). Errors name the
+// file.
+func ReadFile(path string, opts *DecodeOptions) (*Image, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("imageio: %w", err) // *PathError names the file
+	}
+	m, err := decodeBytes(data, opts)
+	if err != nil {
+		return nil, fmt.Errorf("imageio: %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// Decode reads a PNG, JPEG, WebP, BMP, TIFF or GIF (first frame) image,
+// recognised by its leading bytes rather than by a file name.
+//
+// The declared size is checked against opts.MaxPixels before pixels are
+// decoded. Gray sources give Channels 1. The Alpha plane is kept whenever
+// the source has an alpha channel (PNG gray+alpha, RGBA or tRNS, BMP/TIFF
+// alpha, WebP alpha that is not fully opaque, paletted images with a
+// translucent entry), so RGBA in gives RGBA out. BitDepth is 16 for 16-bit
+// PNG and TIFF, 8 otherwise. Sample values are exact: v/255 or v/65535.
+// A JPEG's EXIF orientation is applied, so the image is upright. Colour
+// profiles and gamma chunks are ignored: values are the stored ones.
+//
+// Errors wrap ErrTooLarge, ErrUnsupported or ErrCorrupt; Decode never
+// panics, whatever the input.
+func Decode(r io.Reader, opts *DecodeOptions) (*Image, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("imageio: %w", err)
+	}
+	m, err := decodeBytes(data, opts)
+	if err != nil {
+		return nil, fmt.Errorf("imageio: %w", err)
+	}
+	return m, nil
+}
+
+// format is one supported container: how to read its header and pixels.
+type format struct {
+	name   string
+	config func(io.Reader) (image.Config, error)
+	decode func(io.Reader) (image.Image, error)
+	// unsupported tells a decoder's "valid but not implemented" errors apart
+	// from corruption.
+	unsupported func(error) bool
+}
+
+var (
+	pngSig = []byte("\x89PNG\r\n\x1a\n")
+
+	formats = map[string]*format{
+		"png": {"png", png.DecodeConfig, png.Decode, func(err error) bool {
+			var u png.UnsupportedError
+			return errors.As(err, &u)
+		}},
+		"jpeg": {"jpeg", jpeg.DecodeConfig, jpeg.Decode, func(err error) bool {
+			var u jpeg.UnsupportedError
+			return errors.As(err, &u)
+		}},
+		"webp": {"webp", webp.DecodeConfig, webp.Decode, func(error) bool { return false }},
+		"bmp": {"bmp", bmp.DecodeConfig, bmp.Decode, func(err error) bool {
+			return errors.Is(err, bmp.ErrUnsupported)
+		}},
+		"tiff": {"tiff", tiff.DecodeConfig, tiff.Decode, func(err error) bool {
+			var u tiff.UnsupportedError
+			return errors.As(err, &u)
+		}},
+		"gif": {"gif", gif.DecodeConfig, gif.Decode, func(error) bool { return false }},
+	}
+)
+
+// sniff names the format of data from its magic bytes, or returns "".
+func sniff(data []byte) string {
+	switch {
+	case bytes.HasPrefix(data, pngSig):
+		return "png"
+	case bytes.HasPrefix(data, []byte{0xff, 0xd8}):
+		return "jpeg"
+	case len(data) >= 12 && string(data[:4]) == "RIFF" && string(data[8:12]) == "WEBP":
+		return "webp"
+	case bytes.HasPrefix(data, []byte("BM")):
+		return "bmp"
+	case bytes.HasPrefix(data, []byte("II*\x00")), bytes.HasPrefix(data, []byte("MM\x00*")):
+		return "tiff"
+	case bytes.HasPrefix(data, []byte("GIF87a")), bytes.HasPrefix(data, []byte("GIF89a")):
+		return "gif"
+	}
+	return ""
+}
+
+func decodeBytes(data []byte, opts *DecodeOptions) (m *Image, err error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: empty input", ErrCorrupt)
+	}
+	name := sniff(data)
+	f := formats[name]
+	if f == nil {
+		return nil, fmt.Errorf("%w: unknown signature % x", ErrUnsupported, data[:min(len(data), 8)])
+	}
+	// The standard decoders are meant not to panic, but a bad file must
+	// never take the process down: turn any panic into ErrCorrupt.
+	defer func() {
+		if r := recover(); r != nil {
+			m, err = nil, fmt.Errorf("%w: %s decoder panicked: %v", ErrCorrupt, name, r)
+		}
+	}()
+	cfg, err := f.config(bytes.NewReader(data))
+	if err != nil {
+		return nil, f.wrap(err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 {
+		return nil, fmt.Errorf("%w: %s declares %dx%d pixels", ErrCorrupt, name, cfg.Width, cfg.Height)
+	}
+	if limit := opts.maxPixels(); limit > 0 && (cfg.Width > limit/cfg.Height) {
+		return nil, fmt.Errorf("%w: %s declares %dx%d pixels, limit is %d", ErrTooLarge, name, cfg.Width, cfg.Height, limit)
+	}
+	img, err := f.decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, f.wrap(err)
+	}
+	if b := img.Bounds(); b.Dx() != cfg.Width || b.Dy() != cfg.Height {
+		return nil, fmt.Errorf("%w: %s header says %dx%d, pixels are %dx%d", ErrCorrupt, name, cfg.Width, cfg.Height, b.Dx(), b.Dy())
+	}
+	m = FromStdImage(img)
+	switch name {
+	case "png":
+		// Go decodes PNG gray with tRNS and gray+alpha as NRGBA: keep them gray.
+		if ct := pngColorType(data); (ct == 0 || ct == 4) && m.Channels == 3 {
+			m.Pix = m.Pix[:m.Width*m.Height]
+			m.Channels = 1
+		}
+	case "webp":
+		// Lossless WebP always decodes with an alpha channel; drop it when
+		// nothing is transparent, so RGB in gives RGB out.
+		if m.Alpha != nil && allOne(m.Alpha) {
+			m.Alpha = nil
+		}
+	case "jpeg":
+		m = orient(m, jpegOrientation(data))
+	}
+	return m, nil
+}
+
+func (f *format) wrap(err error) error {
+	if f.unsupported(err) {
+		return fmt.Errorf("%w: %w", ErrUnsupported, err)
+	}
+	return fmt.Errorf("%w: %w", ErrCorrupt, err)
+}
+
+// pngColorType returns the colour type byte of the IHDR chunk (0 gray,
+// 2 RGB, 3 paletted, 4 gray+alpha, 6 RGBA), or -1.
+func pngColorType(data []byte) int {
+	// signature(8) length(4) "IHDR"(4) width(4) height(4) depth(1) type(1)
+	if len(data) < 26 || string(data[12:16]) != "IHDR" {
+		return -1
+	}
+	return int(data[25])
+}
+
+func allOne(p []float32) bool {
+	for _, v := range p {
+		if v != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// be16 reads a big-endian uint16 (a small helper for header parsing).
+func be16(b []byte) int { return int(binary.BigEndian.Uint16(b)) }

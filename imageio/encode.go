@@ -1,0 +1,175 @@
+package imageio
+
+import (
+	"bufio"
+	"fmt"
+	"image"
+	"image/jpeg"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultJPEGQuality is the JPEG quality used when EncodeOptions.Quality is 0.
+const DefaultJPEGQuality = 95
+
+// EncodeOptions controls Encode and WriteFile. A nil *EncodeOptions means
+// defaults.
+type EncodeOptions struct {
+	// Format is "png" or "jpeg" ("jpg" is accepted). Empty means: from the
+	// file extension in WriteFile, PNG in Encode.
+	Format string
+	// Quality is the JPEG quality, 1..100; 0 means DefaultJPEGQuality.
+	Quality int
+	// BitDepth is 8 or 16 for PNG; 0 means the image's own BitDepth. JPEG
+	// is always 8-bit.
+	BitDepth int
+}
+
+// FormatFromPath returns "png" or "jpeg" from a file name's extension, or ""
+// when the extension is not one imageio writes.
+func FormatFromPath(path string) string {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".png":
+		return "png"
+	case ".jpg", ".jpeg":
+		return "jpeg"
+	}
+	return ""
+}
+
+// Encode writes m as PNG or JPEG.
+//
+// Samples are clamped to [0, 1] and rounded half up to the nearest 8- or
+// 16-bit level (Quantize8, Quantize16), so decoding and re-encoding a PNG is
+// bit-exact. PNG keeps gray-ness (gray or gray+alpha colour types), the alpha
+// plane and the bit depth. JPEG is 8-bit baseline with 4:2:0 chroma for
+// colour and a single component for gray; it has no alpha, so the alpha
+// plane is dropped (not composited).
+func Encode(w io.Writer, m *Image, opts *EncodeOptions) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	var o EncodeOptions
+	if opts != nil {
+		o = *opts
+	}
+	switch strings.ToLower(o.Format) {
+	case "", "png":
+		depth := o.BitDepth
+		if depth == 0 {
+			depth = m.BitDepth
+		}
+		if depth != 8 && depth != 16 {
+			return fmt.Errorf("imageio: PNG bit depth %d, want 8 or 16", depth)
+		}
+		return encodePNG(w, m, depth)
+	case "jpeg", "jpg":
+		q := o.Quality
+		if q == 0 {
+			q = DefaultJPEGQuality
+		}
+		if q < 1 || q > 100 {
+			return fmt.Errorf("imageio: JPEG quality %d, want 1..100", q)
+		}
+		return jpeg.Encode(w, toJPEGImage(m), &jpeg.Options{Quality: q})
+	}
+	return fmt.Errorf("imageio: %w: cannot write %q (want png or jpeg)", ErrUnsupported, o.Format)
+}
+
+// toJPEGImage gives the encoder a type it has a fast path for: *image.Gray
+// (written as one component) or *image.RGBA (opaque).
+func toJPEGImage(m *Image) image.Image {
+	w, h, n := m.Width, m.Height, m.Width*m.Height
+	r := image.Rect(0, 0, w, h)
+	if m.Channels == 1 {
+		d := image.NewGray(r)
+		for i, v := range m.Pix[:n] {
+			d.Pix[i] = Quantize8(v)
+		}
+		return d
+	}
+	d := image.NewRGBA(r)
+	pr, pg, pb := m.Plane(0), m.Plane(1), m.Plane(2)
+	for i := range n {
+		p := d.Pix[4*i : 4*i+4]
+		p[0], p[1], p[2], p[3] = Quantize8(pr[i]), Quantize8(pg[i]), Quantize8(pb[i]), 0xff
+	}
+	return d
+}
+
+// WriteFile encodes m to path atomically: it writes a temporary file in the
+// same directory, syncs it and renames it over path, so readers never see a
+// partial image. On any error the temporary file is removed and an existing
+// file at path is left untouched. An empty opts.Format is taken from the
+// extension (.png, .jpg, .jpeg). A new file gets mode 0644; an existing
+// file keeps its mode.
+func WriteFile(path string, m *Image, opts *EncodeOptions) (err error) {
+	var o EncodeOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.Format == "" {
+		if o.Format = FormatFromPath(path); o.Format == "" {
+			return fmt.Errorf("imageio: %s: %w: unknown extension (want .png, .jpg or .jpeg)", path, ErrUnsupported)
+		}
+	}
+	mode := os.FileMode(0o644)
+	if st, err := os.Stat(path); err == nil {
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("imageio: %s: not a regular file", path)
+		}
+		mode = st.Mode().Perm()
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("imageio: %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+			err = fmt.Errorf("imageio: %s: %w", path, err)
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 1<<16)
+	if err = Encode(bw, m, &o); err != nil {
+		return trimPrefix(err)
+	}
+	if err = bw.Flush(); err != nil {
+		return err
+	}
+	if err = f.Chmod(mode); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// trimPrefix drops the "imageio: " of an inner error so that WriteFile's
+// message reads "imageio: path: reason" once.
+func trimPrefix(err error) error {
+	if s, ok := strings.CutPrefix(err.Error(), "imageio: "); ok {
+		return &prefixed{s, err}
+	}
+	return err
+}
+
+type prefixed struct {
+	msg string
+	err error
+}
+
+func (p *prefixed) Error() string { return p.msg }
+func (p *prefixed) Unwrap() error { return p.err }
