@@ -67,9 +67,9 @@ func ReadFile(path string, opts *DecodeOptions) (*Image, error) {
 //
 // The declared size is checked against opts.MaxPixels before pixels are
 // decoded. Gray sources give Channels 1. The Alpha plane is kept whenever
-// the source has an alpha channel (PNG gray+alpha, RGBA or tRNS, BMP/TIFF
-// alpha, WebP alpha that is not fully opaque, paletted images with a
-// translucent entry), so RGBA in gives RGBA out. BitDepth is 16 for 16-bit
+// a PNG has an alpha channel (gray+alpha, RGBA or tRNS), so RGBA in gives
+// RGBA out even where every pixel is opaque; for the other formats, whose
+// decoders report alpha inconsistently, only when some pixel is not opaque. BitDepth is 16 for 16-bit
 // PNG and TIFF, 8 otherwise. Sample values are exact: v/255 or v/65535.
 // A JPEG's EXIF orientation is applied, so the image is upright. Colour
 // profiles and gamma chunks are ignored: values are the stored ones.
@@ -182,14 +182,15 @@ func decodeBytes(data []byte, opts *DecodeOptions) (m *Image, err error) {
 			m.Pix = m.Pix[:m.Width*m.Height]
 			m.Channels = 1
 		}
-	case "webp":
-		// Lossless WebP always decodes with an alpha channel; drop it when
-		// nothing is transparent, so RGB in gives RGB out.
+	case "jpeg":
+		m = orient(m, jpegOrientation(data))
+	default:
+		// Lossless WebP always decodes with alpha, and so does a 32-bit BMP
+		// whose alpha byte is unused; drop alpha when nothing is
+		// transparent, so RGB in gives RGB out.
 		if m.Alpha != nil && allOne(m.Alpha) {
 			m.Alpha = nil
 		}
-	case "jpeg":
-		m = orient(m, jpegOrientation(data))
 	}
 	return m, nil
 }
