@@ -126,3 +126,33 @@ func TestClampGradZeroOutside(t *testing.T) {
 		t.Fatalf("clamp grad %v, want [0 1 0]", g)
 	}
 }
+
+// TestExpTanhAccuracy sweeps the float32 Exp and Tanh kernels over their
+// whole useful range against float64 math, in relative error.
+func TestExpTanhAccuracy(t *testing.T) {
+	var xs []float32
+	for v := float32(-87); v <= 88.5; v += 0.0137 {
+		xs = append(xs, v)
+	}
+	for _, v := range []float32{0, 1e-30, -1e-30, 1e-8, -3e-6, 0.624, 0.626, -0.625} {
+		xs = append(xs, v)
+	}
+	x := tensor.FromData(xs, len(xs))
+	e, th := tensor.Exp(x), tensor.Tanh(x)
+	for i, v := range xs {
+		if want := math.Exp(float64(v)); math.Abs(float64(e.Data[i])-want) > 3e-7*want {
+			t.Fatalf("Exp(%g) = %g, want %g", v, e.Data[i], want)
+		}
+		if want := math.Tanh(float64(v)); math.Abs(float64(th.Data[i])-want) > 3e-7*math.Abs(want) {
+			t.Fatalf("Tanh(%g) = %g, want %g", v, th.Data[i], want)
+		}
+	}
+	inf := float32(math.Inf(1))
+	special := tensor.Exp(tensor.FromData([]float32{-inf, inf, -100, 100, float32(math.NaN())}, 5)).Data
+	if special[0] != 0 || special[1] != inf || special[2] != 0 || special[3] != inf || special[4] == special[4] {
+		t.Fatalf("Exp(-inf, inf, -100, 100, NaN) = %v", special)
+	}
+	if th := tensor.Tanh(tensor.FromData([]float32{-inf, inf, 50}, 3)).Data; th[0] != -1 || th[1] != 1 || th[2] != 1 {
+		t.Fatalf("Tanh(-inf, inf, 50) = %v", th)
+	}
+}

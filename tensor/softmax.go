@@ -34,7 +34,7 @@ func Softmax(a *Tensor) *Tensor {
 			}
 			var s float64
 			for i, v := range x {
-				e := float32(math.Exp(float64(v - m)))
+				e := expf(v - m)
 				y[i] = e
 				s += float64(e)
 			}
