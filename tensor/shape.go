@@ -280,6 +280,7 @@ func Concat(axis int, ts ...*Tensor) *Tensor {
 	if len(ts) == 0 {
 		panic("tensor.Concat: no tensors")
 	}
+	ts = slices.Clone(ts) // the graph keeps the inputs; the caller may reuse its slice
 	axis = normAxis("Concat", axis, ts[0].Shape)
 	shape := slices.Clone(ts[0].Shape)
 	shape[axis] = 0

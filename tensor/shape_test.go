@@ -184,3 +184,18 @@ func TestPad2dGrad(t *testing.T) {
 		})
 	}
 }
+
+// TestReuseAcrossOps uses one input many times, through shared-data
+// reshapes, a permute, a matmul and a norm, so the gradient must be the sum
+// of every path (Reshape hands its gradient buffer over without a copy).
+func TestReuseAcrossOps(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 6))
+	tensortest.GradCheck(t, func(in []*tensor.Tensor) *tensor.Tensor {
+		x := in[0]                                                         // [2, 3, 4]
+		a := tensor.Reshape(x, 6, 4)                                       // shares x's data
+		b := tensor.Reshape(x, 2, 12)                                      // and again
+		att := tensor.Softmax(tensor.MatMul(x, tensor.Transpose(x, 1, 2))) // [2, 3, 3]
+		y := tensor.MatMul(att, tensor.LayerNorm(x, nil, nil, 1e-5))       // [2, 3, 4]
+		return tensor.Add(tensor.Add(tensor.Reshape(y, 6, 4), a), tensor.Reshape(tensor.Mul(b, b), 6, 4))
+	}, 1e-2, 1e-2, tensortest.Rand(r, 2, 3, 4))
+}
