@@ -1,0 +1,192 @@
+package nn
+
+import (
+	"math"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"tsdsr/rng"
+	"tsdsr/safetensors"
+	"tsdsr/tensor"
+)
+
+// block is a diffusers-like transformer block, enough to exercise names.
+type block struct {
+	norm1      *LayerNorm
+	q, k, v, o *Linear
+	ff0, ff2   *Linear
+}
+
+func newBlock(p *Params, dim int) *block {
+	a := p.Sub("attn")
+	return &block{
+		norm1: NewLayerNorm(p, "norm1", dim, 1e-6, true),
+		q:     NewLinear(a, "to_q", dim, dim, true),
+		k:     NewLinear(a, "to_k", dim, dim, true),
+		v:     NewLinear(a, "to_v", dim, dim, true),
+		o:     NewLinear(a, "to_out.0", dim, dim, true),
+		ff0:   NewLinear(p, "ff.net.0.proj", dim, 2*dim, true),
+		ff2:   NewLinear(p, "ff.net.2", 2*dim, dim, false),
+	}
+}
+
+func TestNamesJoinPrefixes(t *testing.T) {
+	p := NewParams(rng.New(1))
+	NewConv2d(p, "pos_embed.proj", Conv2dConfig{In: 4, Out: 8, Kernel: 2, Stride: 2})
+	newBlock(p.Sub("transformer_blocks").Sub("0"), 8)
+	newBlock(p.Sub("transformer_blocks.1"), 8)
+	names := p.Names()
+	want := []string{
+		"pos_embed.proj.weight", "pos_embed.proj.bias",
+		"transformer_blocks.0.norm1.weight", "transformer_blocks.0.norm1.bias",
+		"transformer_blocks.0.attn.to_q.weight", "transformer_blocks.0.attn.to_q.bias",
+	}
+	if !slices.Equal(names[:len(want)], want) {
+		t.Errorf("names start %q, want %q", names[:len(want)], want)
+	}
+	if len(names) != 2+2*13 {
+		t.Errorf("%d names, want %d", len(names), 2+2*13)
+	}
+	sub := p.Sub("transformer_blocks.1")
+	if got := sub.Names(); got[0] != "norm1.weight" || got[len(got)-1] != "ff.net.2.weight" || len(got) != 13 {
+		t.Errorf("scoped names %q", got)
+	}
+	if sub.Get("attn.to_out.0.bias") != p.Get("transformer_blocks.1.attn.to_out.0.bias") || sub.Get("attn.to_out.0.bias") == nil {
+		t.Error("Get through a scope and from the root disagree")
+	}
+	// 8 in, 8 out, 2x2 conv with bias; per block: LN 16, 4 attn linears 4*72,
+	// ff 8->16 with bias 144, 16->8 without 128.
+	if got, want := p.Count(), (8*4*4+8)+2*(16+4*72+144+128); got != want {
+		t.Errorf("Count %d, want %d", got, want)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("registering a name twice did not panic")
+		}
+	}()
+	NewLinear(p.Sub("transformer_blocks.0"), "ff.net.2", 16, 8, false)
+}
+
+func TestInitIsPyTorchDefaultAndKeyedByName(t *testing.T) {
+	p := NewParams(rng.New(42))
+	l := NewLinear(p, "a", 256, 64, true)
+	c := NewConv2d(p, "b", Conv2dConfig{In: 16, Out: 32, Kernel: 3, Padding: 1})
+	for _, tc := range []struct {
+		name  string
+		d     []float32
+		fanIn int
+	}{{"linear weight", l.Weight.Data, 256}, {"linear bias", l.Bias.Data, 256}, {"conv weight", c.Weight.Data, 144}} {
+		bound := 1 / math.Sqrt(float64(tc.fanIn))
+		var s2 float64
+		for _, v := range tc.d {
+			if math.Abs(float64(v)) > bound {
+				t.Fatalf("%s: %v outside +-%v", tc.name, v, bound)
+			}
+			s2 += float64(v) * float64(v)
+		}
+		// Uniform(-b, b) has variance b^2/3; allow the sampling error of
+		// the small bias vector.
+		if got, want := s2/float64(len(tc.d)), bound*bound/3; math.Abs(got-want) > 0.3*want {
+			t.Errorf("%s: variance %.4g, want about %.4g", tc.name, got, want)
+		}
+	}
+	if !l.Weight.RequiresGrad() {
+		t.Error("new parameters should require a gradient")
+	}
+	// The same name gets the same values whatever was registered before it.
+	q := NewParams(rng.New(42))
+	NewLinear(q, "other", 3, 3, true)
+	c2 := NewConv2d(q, "b", Conv2dConfig{In: 16, Out: 32, Kernel: 3, Padding: 1})
+	if !slices.Equal(c.Weight.Data, c2.Weight.Data) {
+		t.Error("initialisation depends on registration order")
+	}
+	// Without a generator the weights stay zero (to be loaded).
+	z := NewLinear(NewParams(nil), "a", 4, 4, true)
+	if slices.ContainsFunc(z.Weight.Data, func(v float32) bool { return v != 0 }) {
+		t.Error("nil generator: weights not zero")
+	}
+}
+
+func TestSaveLoad(t *testing.T) {
+	dir := t.TempDir()
+	p := NewParams(rng.New(3))
+	newBlock(p.Sub("blocks.0"), 8)
+	path := filepath.Join(dir, "m.safetensors")
+	if err := p.Save(path, safetensors.F32, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := NewParams(nil)
+	newBlock(q.Sub("blocks.0"), 8)
+	if rep, err := q.Load(f, true); err != nil || len(rep.Missing)+len(rep.Unexpected) != 0 {
+		t.Fatalf("strict load: %v %+v", err, rep)
+	}
+	for _, a := range p.List() {
+		if !slices.Equal(a.T.Data, q.Get(a.Name).Data) {
+			t.Errorf("%s differs after the round trip", a.Name)
+		}
+	}
+
+	// A scope loads a file of relative names (a standalone block).
+	if err := p.Sub("blocks.0").Save(path, safetensors.BF16, nil); err != nil {
+		t.Fatal(err)
+	}
+	f, _ = safetensors.Load(path)
+	r := NewParams(nil)
+	newBlock(r.Sub("transformer.blocks.0"), 8)
+	if _, err := r.Sub("transformer.blocks.0").Load(f, true); err != nil {
+		t.Fatal(err)
+	}
+	w, got := p.Get("blocks.0.attn.to_q.weight").Data, r.Get("transformer.blocks.0.attn.to_q.weight").Data
+	for i := range w {
+		if got[i] != tensor.BF16ToF32(tensor.F32ToBF16(w[i])) {
+			t.Fatalf("BF16 load: %v, want %v", got[i], w[i])
+		}
+	}
+
+	// Missing, unexpected and mis-shaped tensors are named.
+	s := NewParams(nil)
+	NewLayerNorm(s, "norm1", 8, 1e-6, true)
+	NewLinear(s, "attn.to_q", 4, 8, true) // wrong in-features
+	NewLinear(s, "extra", 2, 2, false)    // not in the file
+	_, err = s.Load(f, false)
+	if err == nil || !strings.Contains(err.Error(), "attn.to_q.weight (file [8 8], model [8 4])") {
+		t.Errorf("mis-shaped: %v", err)
+	}
+	if s.Get("norm1.weight").Data[0] != 1 {
+		t.Error("a failed Load modified parameters")
+	}
+	u := NewParams(nil)
+	NewLayerNorm(u, "norm1", 8, 1e-6, true)
+	NewLinear(u, "extra", 2, 2, false)
+	rep, err := u.Load(f, false)
+	if err != nil || !slices.Equal(rep.Missing, []string{"extra.weight"}) || len(rep.Unexpected) != 11 {
+		t.Errorf("non-strict: %v, report %+v", err, rep)
+	}
+	if _, err := u.Load(f, true); err == nil || !strings.Contains(err.Error(), "missing: extra.weight") || !strings.Contains(err.Error(), "unexpected: attn.to_k.bias") {
+		t.Errorf("strict: %v", err)
+	}
+}
+
+func TestNormWrappers(t *testing.T) {
+	p := NewParams(rng.New(1))
+	ln := NewLayerNorm(p, "ln", 6, 1e-5, true)
+	gn := NewGroupNorm(p, "gn", 2, 4, 1e-5)
+	plain := NewLayerNorm(p, "plain", 6, 1e-5, false)
+	if plain.Weight != nil || len(p.Names()) != 4 {
+		t.Errorf("non-affine LayerNorm registered parameters: %q", p.Names())
+	}
+	x := tensor.FromData([]float32{1, 2, 3, 4, 5, 7, -1, 0, 2, 2, 8, 1}, 2, 6)
+	if a, b := ln.Forward(x), plain.Forward(x); !slices.Equal(a.Data, b.Data) {
+		t.Error("LayerNorm with fresh affine (ones, zeros) differs from none")
+	}
+	x4 := tensor.FromData(x.Data, 1, 4, 3, 1)
+	if a, b := gn.Forward(x4), tensor.GroupNorm(x4, 2, nil, nil, 1e-5); !slices.Equal(a.Data, b.Data) {
+		t.Error("GroupNorm with fresh affine differs from none")
+	}
+}
