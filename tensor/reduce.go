@@ -26,7 +26,7 @@ func Sum(a *Tensor) *Tensor {
 // MSE returns mean((a - b)^2) over all elements; a and b have equal shapes.
 func MSE(a, b *Tensor) *Tensor {
 	if !SameShape(a.Shape, b.Shape) {
-		panic("tensor.MSE: shapes differ")
+		panic(fmt.Sprintf("tensor.MSE: shapes %v and %v differ", a.Shape, b.Shape))
 	}
 	var s float64
 	for i, v := range a.Data {

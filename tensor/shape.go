@@ -139,15 +139,12 @@ func permuteData(dst, src []float32, shape, perm []int) {
 			order[i] = i
 		}
 		slices.SortFunc(order, func(x, y int) int { return groups[x].first - groups[y].first })
-		rank := make([]int, len(groups))
+		// Output dim i is collapsed input dim p[i] = rank of group i.
+		p = make([]int, len(groups))
 		s = make([]int, len(groups))
 		for r, gi := range order {
-			rank[gi] = r
+			p[gi] = r
 			s[r] = groups[gi].size
-		}
-		p = make([]int, len(groups))
-		for i := range groups {
-			p[i] = rank[i]
 		}
 	}
 	r := len(s)
