@@ -7,11 +7,14 @@ import (
 	"tsdsr/internal/parallel"
 )
 
-// convColBudget bounds the im2col buffer, in float32 elements. The output is
-// produced in bands of whole output rows whose columns fit the budget, so a
-// 2048x2048 image costs no more scratch memory than a 256x256 one and each
-// band stays close to the cache the GEMM reads it from.
-var convColBudget = 1 << 19
+// The output is produced in bands of whole output rows, im2col'ed into a
+// buffer of about convBandCols columns: wide enough that the GEMM has column
+// tasks for every worker, bounded by convColBudget float32 elements so that a
+// 2048x2048 image costs no more scratch memory than a 256x256 one.
+var (
+	convBandCols  = 1024 // per worker thread
+	convColBudget = 1 << 23
+)
 
 // Conv2d is a 2-D cross-correlation with zero padding, as torch.nn.functional
 // .conv2d: x [N, Cin, H, W], w [Cout, Cin, kh, kw], b [Cout] or nil, output
@@ -89,7 +92,8 @@ func (g *convGeom) k() int { return g.cin * g.kh * g.kw }
 
 // bandRows is how many output rows one im2col band holds.
 func (g *convGeom) bandRows() int {
-	return min(g.ho, max(1, convColBudget/(g.k()*g.wo)))
+	cols := min(convBandCols*parallel.Threads(), convColBudget/g.k())
+	return min(g.ho, max(1, cols/g.wo))
 }
 
 func (g *convGeom) forward(x, w, bias, out []float32) {
