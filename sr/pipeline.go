@@ -116,7 +116,7 @@ func (p *Pipeline) Upscale(ctx context.Context, img image.Image) (image.Image, e
 	if err != nil {
 		return nil, err
 	}
-	return imageio.ToStdImage(out), nil
+	return out.ToStdImage(), nil
 }
 
 // UpscaleImage enlarges in and returns a new image with the same channels,

@@ -1,0 +1,306 @@
+// Package server is tsdsr's HTTP upscaling service: a JSON-erroring API
+// around an sr.Upscaler, Prometheus metrics, and an embedded web page.
+//
+// It is built to be left running: request bodies and decoded pixel counts
+// are bounded before heavy work, a fixed number of workers run jobs behind a
+// bounded queue (429 when full), every job has a deadline and stops when its
+// client goes away, and shutdown lets running jobs finish.
+package server
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tsdsr/sr"
+)
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultMaxPixels = 4_000_000 // input pixels; 2000x2000 becomes 8000x8000 at 4x
+	DefaultMaxBody   = 32 << 20
+	DefaultWorkers   = 1 // each job already uses every core through internal/parallel
+	DefaultQueue     = 8
+	DefaultTimeout   = 2 * time.Minute
+	// MaxScale bounds the scale option: beyond 8x a resize, not a model,
+	// does the work and the output only wastes memory.
+	MaxScale = 8
+)
+
+// Config configures a Server. Zero fields take the defaults above.
+type Config struct {
+	// Upscaler is the model; it must be safe for concurrent use.
+	Upscaler sr.Upscaler
+	// Model carries tiling, memory and seed settings to the model; a
+	// request's seed option overrides Model.Seed.
+	Model sr.ModelOptions
+	// MaxPixels bounds the input's width*height, checked from the image
+	// header before pixels are decoded. The output may hold at most
+	// MaxScale*MaxScale times as many pixels.
+	MaxPixels int
+	// MaxBody bounds the request body in bytes.
+	MaxBody int64
+	// Workers is the number of jobs run at once; Queue is how many more
+	// may wait. Beyond Workers+Queue requests get 429.
+	Workers, Queue int
+	// Timeout is the per-request deadline, queueing included.
+	Timeout time.Duration
+	// Logger receives one line per request; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server serves the API and the web page. Create it with New; it is an
+// http.Handler, and Serve runs it with graceful shutdown.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	admit   chan struct{} // Workers+Queue slots: requests past admission
+	work    chan struct{} // Workers slots: jobs running
+	metrics *metrics
+	ready   atomic.Bool
+	// avgJob is an exponential moving average of job seconds (float64
+	// bits), used to suggest Retry-After.
+	avgJob atomic.Uint64
+	mux    *http.ServeMux
+}
+
+//go:embed web
+var webFS embed.FS
+
+// New returns a server for cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Upscaler == nil {
+		return nil, errors.New("server: no upscaler")
+	}
+	if cfg.MaxPixels <= 0 {
+		cfg.MaxPixels = DefaultMaxPixels
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = DefaultWorkers
+	}
+	if cfg.Queue < 0 {
+		return nil, fmt.Errorf("server: negative queue %d", cfg.Queue)
+	}
+	if cfg.Queue == 0 {
+		cfg.Queue = DefaultQueue
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		admit:   make(chan struct{}, cfg.Workers+cfg.Queue),
+		work:    make(chan struct{}, cfg.Workers),
+		metrics: newMetrics(cfg.Upscaler),
+		mux:     http.NewServeMux(),
+	}
+	s.ready.Store(true)
+	s.avgJob.Store(math.Float64bits(1))
+
+	page, err := fs.ReadFile(webFS, "web/index.html")
+	if err != nil {
+		return nil, err
+	}
+	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		// Everything the page needs is inline or same-origin.
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' blob: data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'")
+		w.Write(page)
+	})
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.HandleFunc("GET /v1/models", s.models)
+	s.mux.HandleFunc("GET /metrics", s.metrics.serve(s))
+	s.mux.HandleFunc("POST /v1/upscale", s.upscale)
+	s.mux.HandleFunc("/v1/upscale", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "POST")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST with the image as the body or a multipart field named image")
+	})
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
+	})
+	return s, nil
+}
+
+// SetReady sets what /readyz reports, e.g. false while a model loads.
+func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
+
+// ServeHTTP routes r, counts it in the metrics and logs one line for it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	s.mux.ServeHTTP(rec, r)
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if rec.clientGone {
+		status = statusClientClosed
+	}
+	d := time.Since(start)
+	route := routeLabel(r.URL.Path)
+	s.metrics.request(route, status, d)
+	attrs := []slog.Attr{
+		slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.Int("status", status), slog.Int64("bytes", rec.bytes),
+		slog.Duration("dur", d), slog.String("remote", r.RemoteAddr),
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", append(attrs, rec.attrs...)...)
+}
+
+// Serve serves on ln until ctx is cancelled, then stops accepting
+// connections and waits for running requests (at most Timeout plus a
+// grace period) before returning. /readyz fails during the drain.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       s.cfg.Timeout,
+		WriteTimeout:      s.cfg.Timeout + 30*time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.ready.Store(false)
+	s.log.Info("shutting down: finishing running jobs")
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout+10*time.Second)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "model not loaded or shutting down")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "model": s.cfg.Upscaler.Name()})
+}
+
+// modelInfo is one entry of GET /v1/models.
+type modelInfo struct {
+	Name    string `json:"name"`
+	Scale   int    `json:"scale"`
+	Default bool   `json:"default"`
+}
+
+func (s *Server) models(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"models": []modelInfo{{Name: s.cfg.Upscaler.Name(), Scale: s.cfg.Upscaler.Scale(), Default: true}},
+		"limits": map[string]any{
+			"max_pixels":  s.cfg.MaxPixels,
+			"max_body":    s.cfg.MaxBody,
+			"max_scale":   MaxScale,
+			"workers":     s.cfg.Workers,
+			"queue":       s.cfg.Queue,
+			"timeout_sec": s.cfg.Timeout.Seconds(),
+		},
+	})
+}
+
+// statusClientClosed is logged and counted (nginx's convention) when the
+// client went away before the answer; nothing is sent.
+const statusClientClosed = 499
+
+// recorder remembers the status and size of a response, and extra log
+// attributes set by handlers.
+type recorder struct {
+	http.ResponseWriter
+	status     int
+	bytes      int64
+	clientGone bool
+	attrs      []slog.Attr
+	mu         sync.Mutex
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *recorder) annotate(attrs ...slog.Attr) {
+	r.mu.Lock()
+	r.attrs = append(r.attrs, attrs...)
+	r.mu.Unlock()
+}
+
+// annotate adds log attributes to the request's line when w is ours.
+func annotate(w http.ResponseWriter, attrs ...slog.Attr) {
+	if r, ok := w.(*recorder); ok {
+		r.annotate(attrs...)
+	}
+}
+
+// apiError is the JSON body of every error response.
+type apiError struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	annotate(w, slog.String("code", code))
+	writeJSON(w, status, apiError{Error: msg, Code: code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"encoding the response failed","code":"internal"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// routeLabel keeps the metrics' path label to the known routes.
+func routeLabel(p string) string {
+	switch p {
+	case "/", "/healthz", "/readyz", "/metrics", "/v1/models", "/v1/upscale":
+		return p
+	}
+	return "other"
+}

@@ -1,0 +1,309 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"tsdsr/imageio"
+	"tsdsr/sr"
+)
+
+// request holds a parsed POST /v1/upscale.
+type request struct {
+	data    []byte
+	opts    sr.Options
+	format  string // "png" or "jpeg"
+	quality int
+}
+
+// httpError is an error with the status and code to answer with.
+type httpError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func badOption(format string, args ...any) *httpError {
+	return &httpError{http.StatusBadRequest, "bad_option", fmt.Sprintf(format, args...)}
+}
+
+// upscale handles POST /v1/upscale: admission, reading and decoding under
+// limits, queueing for a worker, the pipeline, and encoding.
+func (s *Server) upscale(w http.ResponseWriter, r *http.Request) {
+	// A declared length over the limit is refused without reading a byte.
+	if r.ContentLength > s.cfg.MaxBody {
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestEntityTooLarge, "body_too_large",
+			fmt.Sprintf("body of %d bytes exceeds the limit of %d", r.ContentLength, s.cfg.MaxBody))
+		return
+	}
+	select {
+	case s.admit <- struct{}{}:
+		defer func() { <-s.admit }()
+	default:
+		s.metrics.rejected.Add(1)
+		w.Header().Set("Retry-After", strconv.Itoa(s.retryAfter()))
+		writeError(w, http.StatusTooManyRequests, "queue_full", "all workers are busy and the queue is full; retry later")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+	defer cancel()
+
+	req, herr := s.readRequest(w, r)
+	if herr != nil {
+		writeError(w, herr.status, herr.code, herr.msg)
+		return
+	}
+	in, err := imageio.Decode(bytes.NewReader(req.data), &imageio.DecodeOptions{MaxPixels: s.cfg.MaxPixels})
+	req.data = nil
+	if err != nil {
+		herr := decodeError(err)
+		writeError(w, herr.status, herr.code, herr.msg)
+		return
+	}
+	p := sr.New(s.cfg.Upscaler, &req.opts)
+	ow, oh, err := p.OutputSize(in.Width, in.Height)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_option", err.Error())
+		return
+	}
+	if int64(ow)*int64(oh) > int64(s.cfg.MaxPixels)*MaxScale*MaxScale {
+		writeError(w, http.StatusRequestEntityTooLarge, "output_too_large",
+			fmt.Sprintf("output %dx%d exceeds %d pixels", ow, oh, s.cfg.MaxPixels*MaxScale*MaxScale))
+		return
+	}
+	annotate(w, slog.String("in", fmt.Sprintf("%dx%dx%d/%d", in.Width, in.Height, in.Channels, in.BitDepth)),
+		slog.String("out", fmt.Sprintf("%dx%d", ow, oh)))
+
+	// Wait for a worker.
+	s.metrics.queued.Add(1)
+	select {
+	case s.work <- struct{}{}:
+		s.metrics.queued.Add(-1)
+	case <-ctx.Done():
+		s.metrics.queued.Add(-1)
+		s.cancelled(w, r, ctx)
+		return
+	}
+	s.metrics.running.Add(1)
+	start := time.Now()
+	out, err := p.UpscaleImage(ctx, in)
+	elapsed := time.Since(start)
+	s.metrics.running.Add(-1)
+	<-s.work
+	if err != nil {
+		if ctx.Err() != nil {
+			s.cancelled(w, r, ctx)
+			return
+		}
+		s.log.Error("upscale failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "upscaling failed: "+err.Error())
+		return
+	}
+	s.observeJob(elapsed)
+
+	var buf bytes.Buffer
+	if err := imageio.Encode(&buf, out, &imageio.EncodeOptions{Format: req.format, Quality: req.quality, BitDepth: out.BitDepth}); err != nil {
+		s.log.Error("encode failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "encoding the result failed: "+err.Error())
+		return
+	}
+	s.metrics.pixels(in.Width*in.Height, ow*oh)
+	ext := map[string]string{"png": "png", "jpeg": "jpg"}[req.format]
+	h := w.Header()
+	h.Set("Content-Type", "image/"+req.format)
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h.Set("Content-Disposition", `inline; filename="upscaled.`+ext+`"`)
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Model", s.cfg.Upscaler.Name())
+	h.Set("X-Image-Size", fmt.Sprintf("%dx%d", ow, oh))
+	ms := float64(elapsed.Microseconds()) / 1000
+	h.Set("X-Processing-Ms", strconv.FormatFloat(ms, 'f', 1, 64))
+	h.Set("Server-Timing", fmt.Sprintf("upscale;dur=%.1f", ms))
+	w.WriteHeader(http.StatusOK)
+	w.Write(buf.Bytes())
+}
+
+// cancelled answers a job stopped by its context: the client left (nothing
+// to send; logged as 499), or the deadline passed (503).
+func (s *Server) cancelled(w http.ResponseWriter, r *http.Request, ctx context.Context) {
+	if r.Context().Err() != nil {
+		s.metrics.cancel("client_gone")
+		if rec, ok := w.(*recorder); ok {
+			rec.clientGone = true
+		}
+		return
+	}
+	s.metrics.cancel("timeout")
+	writeError(w, http.StatusServiceUnavailable, "timeout", fmt.Sprintf("not done within %v", s.cfg.Timeout))
+}
+
+// readRequest reads the image (raw body, or multipart field "image") within
+// MaxBody, and the options from the query string and multipart fields.
+func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (*request, *httpError) {
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+	vals := r.URL.Query()
+	var data []byte
+	var err error
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "multipart/form-data" && params["boundary"] != "" {
+		data, err = readMultipart(body, params["boundary"], vals)
+		if err == nil && data == nil {
+			return nil, &httpError{http.StatusBadRequest, "missing_image", `multipart body has no field named "image"`}
+		}
+	} else {
+		data, err = io.ReadAll(body)
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &httpError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body exceeds the limit of %d bytes", s.cfg.MaxBody)}
+		}
+		return nil, &httpError{http.StatusBadRequest, "bad_body", "reading the body: " + err.Error()}
+	}
+	if len(data) == 0 {
+		return nil, &httpError{http.StatusBadRequest, "empty_body", "no image in the request body"}
+	}
+	req := &request{data: data}
+	if herr := s.parseOptions(vals, req); herr != nil {
+		return nil, herr
+	}
+	return req, nil
+}
+
+// readMultipart returns the "image" part's bytes (nil if absent) and adds
+// the small text fields to vals.
+func readMultipart(body io.Reader, boundary string, vals url.Values) ([]byte, error) {
+	mr := multipart.NewReader(body, boundary)
+	var data []byte
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return data, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		name := part.FormName()
+		switch {
+		case name == "image":
+			if data, err = io.ReadAll(part); err != nil {
+				return nil, err
+			}
+			if data == nil {
+				data = []byte{}
+			}
+		case name != "":
+			v, err := io.ReadAll(io.LimitReader(part, 256))
+			if err != nil {
+				return nil, err
+			}
+			vals.Set(name, strings.TrimSpace(string(v)))
+		}
+		part.Close()
+	}
+}
+
+// parseOptions reads scale, width, height, color_fix, format, quality and
+// seed. The default format follows the input: JPEG stays JPEG, anything
+// else becomes PNG.
+func (s *Server) parseOptions(v url.Values, req *request) *httpError {
+	req.opts.Model = s.cfg.Model
+	if q := v.Get("scale"); q != "" {
+		f, err := strconv.ParseFloat(q, 64)
+		if err != nil || !(f > 0 && f <= MaxScale) || math.IsNaN(f) {
+			return badOption("scale %q: want a number in (0, %d]", q, MaxScale)
+		}
+		if f != float64(s.cfg.Upscaler.Scale()) {
+			req.opts.OutScale = f
+		}
+	}
+	for _, k := range []string{"width", "height"} {
+		if q := v.Get(k); q != "" {
+			n, err := strconv.Atoi(q)
+			if err != nil || n <= 0 || n > 1<<16 {
+				return badOption("%s %q: want a positive integer", k, q)
+			}
+			if k == "width" {
+				req.opts.Width = n
+			} else {
+				req.opts.Height = n
+			}
+		}
+	}
+	cf, err := sr.ParseColorFix(v.Get("color_fix"))
+	if err != nil {
+		return badOption("color_fix %q: want wavelet, adain or none", v.Get("color_fix"))
+	}
+	req.opts.ColorFix = cf
+	switch f := strings.ToLower(v.Get("format")); f {
+	case "":
+		req.format = "png"
+		if bytes.HasPrefix(req.data, []byte{0xff, 0xd8, 0xff}) {
+			req.format = "jpeg"
+		}
+	case "png":
+		req.format = "png"
+	case "jpeg", "jpg":
+		req.format = "jpeg"
+	default:
+		return badOption("format %q: want png or jpeg", f)
+	}
+	req.quality = 90
+	if q := v.Get("quality"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 || n > 100 {
+			return badOption("quality %q: want 1..100", q)
+		}
+		req.quality = n
+	}
+	if q := v.Get("seed"); q != "" {
+		n, err := strconv.ParseUint(q, 10, 64)
+		if err != nil {
+			return badOption("seed %q: want a non-negative integer", q)
+		}
+		req.opts.Model.Seed = n
+	}
+	return nil
+}
+
+// decodeError maps imageio's errors to statuses: all are the client's.
+func decodeError(err error) *httpError {
+	switch {
+	case errors.Is(err, imageio.ErrTooLarge):
+		return &httpError{http.StatusRequestEntityTooLarge, "too_large", err.Error()}
+	case errors.Is(err, imageio.ErrUnsupported):
+		return &httpError{http.StatusUnsupportedMediaType, "unsupported_format", err.Error()}
+	case errors.Is(err, imageio.ErrCorrupt):
+		return &httpError{http.StatusBadRequest, "corrupt_image", err.Error()}
+	}
+	return &httpError{http.StatusBadRequest, "bad_image", err.Error()}
+}
+
+// observeJob folds a job's duration into the Retry-After estimate.
+func (s *Server) observeJob(d time.Duration) {
+	old := math.Float64frombits(s.avgJob.Load())
+	s.avgJob.Store(math.Float64bits(0.8*old + 0.2*d.Seconds()))
+}
+
+// retryAfter estimates, in whole seconds, when a queue slot frees up: the
+// time to drain the queue at the average job duration.
+func (s *Server) retryAfter() int {
+	avg := math.Float64frombits(s.avgJob.Load())
+	sec := math.Ceil(avg * float64(s.cfg.Queue+s.cfg.Workers) / float64(s.cfg.Workers))
+	return int(min(max(sec, 1), 120))
+}
