@@ -39,7 +39,7 @@ func TestKernelsSumToOne(t *testing.T) {
 		}
 		seen[p.Type]++
 	}
-	for range 3000 {
+	for range 1000 {
 		check(sampleKernel(r, &o.Stage1.Blur))
 		check(sampleKernel(r, &o.Stage2.Blur))
 		check(sampleSinc(r, o.Final.SincSizes, o.Final.SincCutoff))
