@@ -15,7 +15,7 @@ func testPlanes(w, h, c int, seed uint64) []float32 {
 	for ch := range c {
 		for y := range h {
 			for x := range w {
-				v := 0.5 + 0.3*math.Sin(float64(x)/9+float64(ch)) * math.Cos(float64(y)/13)
+				v := 0.5 + 0.3*math.Sin(float64(x)/9+float64(ch))*math.Cos(float64(y)/13)
 				if (x/16+y/16)%2 == 0 {
 					v += 0.15
 				}
