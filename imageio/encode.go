@@ -25,6 +25,10 @@ type EncodeOptions struct {
 	// BitDepth is 8 or 16 for PNG; 0 means the image's own BitDepth. JPEG
 	// is always 8-bit.
 	BitDepth int
+	// PNGLevel is the zlib compression level, 1 (fastest) to 9 (smallest);
+	// 0 means 1, as OpenCV's imwrite (used by Real-ESRGAN and BasicSR)
+	// does: on photos, level 6 saves about 20% of the size for 5x the time.
+	PNGLevel int
 }
 
 // FormatFromPath returns "png" or "jpeg" from a file name's extension, or ""
@@ -64,7 +68,14 @@ func Encode(w io.Writer, m *Image, opts *EncodeOptions) error {
 		if depth != 8 && depth != 16 {
 			return fmt.Errorf("imageio: PNG bit depth %d, want 8 or 16", depth)
 		}
-		return encodePNG(w, m, depth)
+		level := o.PNGLevel
+		if level == 0 {
+			level = 1
+		}
+		if level < 1 || level > 9 {
+			return fmt.Errorf("imageio: PNG level %d, want 1..9", level)
+		}
+		return encodePNG(w, m, depth, level)
 	case "jpeg", "jpg":
 		q := o.Quality
 		if q == 0 {

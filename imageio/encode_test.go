@@ -76,7 +76,14 @@ func TestEncodeOptions(t *testing.T) {
 	if r := dec(&b); r.BitDepth != 8 || r.Alpha != nil || r.Channels != 3 {
 		t.Errorf("JPEG: depth %d alpha %v ch %d", r.BitDepth, r.Alpha != nil, r.Channels)
 	}
-	for _, o := range []*EncodeOptions{{Format: "gif"}, {BitDepth: 12}, {Format: "jpeg", Quality: 101}} {
+	b.Reset()
+	if err := Encode(&b, m, &EncodeOptions{PNGLevel: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if r := dec(&b); r.BitDepth != 16 || r.Alpha == nil || Quantize16(r.Alpha[50]) != Quantize16(m.Alpha[50]) {
+		t.Errorf("PNGLevel 9: depth %d, alpha lost or changed", r.BitDepth)
+	}
+	for _, o := range []*EncodeOptions{{Format: "gif"}, {BitDepth: 12}, {Format: "jpeg", Quality: 101}, {PNGLevel: 10}} {
 		if err := Encode(&b, m, o); err == nil {
 			t.Errorf("%+v: no error", *o)
 		}

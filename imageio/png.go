@@ -7,12 +7,13 @@ import (
 	"io"
 )
 
-// encodePNG writes m as a PNG of the given bit depth (8 or 16). It exists
+// encodePNG writes m as a PNG of the given bit depth (8 or 16) and zlib
+// level (1..9). It exists
 // because image/png cannot write gray+alpha (colour type 4): gray+alpha
 // would come back as RGBA. Colour type follows the planes: gray (0),
 // gray+alpha (4), RGB (2), RGBA (6). Each row gets the filter with the
 // smallest sum of absolute signed residuals, as libpng and image/png do.
-func encodePNG(w io.Writer, m *Image, depth int) error {
+func encodePNG(w io.Writer, m *Image, depth, level int) error {
 	ch := m.Channels
 	if m.Alpha != nil {
 		ch++
@@ -34,7 +35,7 @@ func encodePNG(w io.Writer, m *Image, depth int) error {
 	}
 
 	iw := &idatWriter{w: w, buf: make([]byte, 0, 1<<17)}
-	zw, err := zlib.NewWriterLevel(iw, zlib.DefaultCompression)
+	zw, err := zlib.NewWriterLevel(iw, level)
 	if err != nil {
 		return err
 	}
