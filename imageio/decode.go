@@ -48,12 +48,53 @@ func (o *DecodeOptions) maxPixels() int {
 	return o.MaxPixels
 }
 
+// maxBytes bounds the input size so that a stream cannot exhaust memory
+// before the header check: no format needs more than 16 bytes per pixel
+// (uncompressed 16-bit RGBA is 8), plus 16 MiB of metadata. 0 means no
+// bound.
+func (o *DecodeOptions) maxBytes() int64 {
+	p := o.maxPixels()
+	if p <= 0 {
+		return 0
+	}
+	return 16*int64(p) + 16<<20
+}
+
+// readAll appends all of r to data, like io.ReadAll into a presized buffer.
+func readAll(r io.Reader, data []byte) ([]byte, error) {
+	for {
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)]
+		}
+		n, err := r.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err == io.EOF {
+			return data, nil
+		}
+		if err != nil {
+			return data, err
+		}
+	}
+}
+
 // ReadFile decodes the image stored at path (see Decode). Errors name the
 // file.
 func ReadFile(path string, opts *DecodeOptions) (*Image, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("imageio: %w", err) // *PathError names the file
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("imageio: %w", err)
+	}
+	if limit := opts.maxBytes(); limit > 0 && st.Size() > limit {
+		return nil, fmt.Errorf("imageio: %s: %w: %d bytes, more than %d", path, ErrTooLarge, st.Size(), limit)
+	}
+	data := make([]byte, 0, st.Size()+1)
+	if data, err = readAll(f, data); err != nil {
+		return nil, fmt.Errorf("imageio: %s: %w", path, err)
 	}
 	m, err := decodeBytes(data, opts)
 	if err != nil {
@@ -77,9 +118,16 @@ func ReadFile(path string, opts *DecodeOptions) (*Image, error) {
 // Errors wrap ErrTooLarge, ErrUnsupported or ErrCorrupt; Decode never
 // panics, whatever the input.
 func Decode(r io.Reader, opts *DecodeOptions) (*Image, error) {
+	limit := opts.maxBytes()
+	if limit > 0 {
+		r = io.LimitReader(r, limit+1)
+	}
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("imageio: %w", err)
+	}
+	if limit > 0 && int64(len(data)) > limit {
+		return nil, fmt.Errorf("imageio: %w: more than %d bytes of input", ErrTooLarge, limit)
 	}
 	m, err := decodeBytes(data, opts)
 	if err != nil {

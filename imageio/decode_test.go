@@ -8,6 +8,7 @@ import (
 	"image/color"
 	"image/jpeg"
 	"image/png"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -423,6 +424,11 @@ func TestDecompressionBomb(t *testing.T) {
 	if _, err := Decode(bytes.NewReader(data), &DecodeOptions{MaxPixels: 10000}); errors.Is(err, ErrTooLarge) {
 		t.Errorf("100x100 with limit 10000: %v", err)
 	}
+	// An endless stream stops at 16 bytes per allowed pixel plus 16 MiB.
+	endless := io.MultiReader(bytes.NewReader(data), zeros{})
+	if _, err := Decode(endless, &DecodeOptions{MaxPixels: 10}); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("endless input: %v", err)
+	}
 }
 
 func TestBadInput(t *testing.T) {
@@ -463,6 +469,13 @@ func TestBadInput(t *testing.T) {
 	if _, err := ReadFile(filepath.Join(dir, "missing.png"), nil); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "missing.png") {
 		t.Errorf("missing file: %v", err)
 	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 func flip(b []byte, i int) []byte {

@@ -94,6 +94,19 @@ func passV(src []float32, w, h int, t *taps) []float32 {
 	parallel.For(oh, grain(w*n), func(lo, hi int) {
 		for o := lo; o < hi; o++ {
 			out := dst[o*w : (o+1)*w]
+			if n == 4 { // bicubic: one sweep, same summation order as below
+				ix, wt := t.idx[4*o:4*o+4], t.w[4*o:4*o+4]
+				r0 := src[int(ix[0])*w : int(ix[0])*w+w]
+				r1 := src[int(ix[1])*w : int(ix[1])*w+w]
+				r2 := src[int(ix[2])*w : int(ix[2])*w+w]
+				r3 := src[int(ix[3])*w : int(ix[3])*w+w]
+				w0, w1, w2, w3 := wt[0], wt[1], wt[2], wt[3]
+				r0, r1, r2, r3 = r0[:len(out)], r1[:len(out)], r2[:len(out)], r3[:len(out)]
+				for x := range out {
+					out[x] = r0[x]*w0 + r1[x]*w1 + r2[x]*w2 + r3[x]*w3
+				}
+				continue
+			}
 			for k := range n {
 				i, wk := int(t.idx[o*n+k]), t.w[o*n+k]
 				if k > 0 && wk == 0 {
