@@ -358,7 +358,7 @@ func TestProbesModelsMetricsPage(t *testing.T) {
 		t.Errorf("readyz %d %s", w.Code, w.Body)
 	}
 	var models struct {
-		Models []modelInfo     `json:"models"`
+		Models []modelInfo    `json:"models"`
 		Limits map[string]any `json:"limits"`
 	}
 	w := do(t, s, "GET", "/v1/models", "", nil)
