@@ -215,3 +215,25 @@ func packB(dst []float32, nr int, transB bool, b []float32, ldb, pc, kb, j0, nv 
 }
 
 func roundUp(x, m int) int { return (x + m - 1) / m * m }
+
+// finishTile writes an mr x nr tile t (row stride nr) into C with the beta
+// rule of path.micro.
+func finishTile(t []float32, mr, nr int, c unsafe.Pointer, ldc int, beta float32) {
+	cs := unsafe.Slice((*float32)(c), (mr-1)*ldc+nr)
+	for i := 0; i < mr; i++ {
+		ci := cs[i*ldc : i*ldc+nr]
+		ti := t[i*nr : i*nr+nr]
+		switch beta {
+		case 0:
+			copy(ci, ti)
+		case 1:
+			for j, v := range ti {
+				ci[j] += v
+			}
+		default:
+			for j, v := range ti {
+				ci[j] = beta*ci[j] + v
+			}
+		}
+	}
+}

@@ -122,7 +122,7 @@ var paths []*path
 var current atomic.Pointer[path]
 
 func init() {
-	paths = append(simdPaths(), goPath, gonumPath)
+	paths = append(append(asmPaths(), simdPaths()...), goPath, gonumPath)
 	current.Store(paths[0])
 }
 

@@ -7,25 +7,31 @@ import (
 	"unsafe"
 )
 
-// simdPaths returns the SIMD micro-kernels this CPU can run, fastest first.
+// simdPaths returns the micro-kernels written with simd/archsimd that this
+// CPU can run. They are kept beside the assembly kernels as a portable-Go
+// reference for when the compiler's SIMD code generation catches up: today
+// its FMA overwrites a multiplicand register, so every accumulator moves
+// each k step and the kernels reach about half the assembly's speed.
 func simdPaths() []*path {
 	var ps []*path
 	if archsimd.X86.AVX512() {
-		ps = append(ps, avx512Path)
+		ps = append(ps, &path{name: "avx512-archsimd", mr: 8, nr: 32, micro: microSimd512})
 	}
 	if archsimd.X86.AVX2() && archsimd.X86.FMA() {
-		ps = append(ps, avx2Path)
+		ps = append(ps, &path{name: "avx2-archsimd", mr: 4, nr: 16, micro: microSimd256})
 	}
 	return ps
 }
 
-// avx2Path keeps a 6x16 tile in 12 of the 16 ymm registers; two hold the B
-// row and one the broadcast A element (the classic Haswell/Zen tile: 12 FMAs
-// per 2 B loads and 6 broadcasts).
-var avx2Path = &path{name: "avx2", mr: 6, nr: 16, micro: microAVX2x6x16}
-
-// avx512Path keeps an 8x32 tile in 16 of the 32 zmm registers.
-var avx512Path = &path{name: "avx512", mr: 8, nr: 32, micro: microAVX512x8x32}
+// microSimd256 is the 4x16 archsimd kernel. The k loop lives in its own
+// function with no float arguments: a float32 live across the loop is
+// reloaded with a legacy-SSE MOVSS, and mixing that with dirty YMM state made
+// the loop 40x slower.
+func microSimd256(kc int, a, b, c unsafe.Pointer, ldc int, beta float32) {
+	var t [4 * 16]float32
+	loopSimd256(kc, a, b, &t)
+	finishTile(t[:], 4, 16, c, ldc, beta)
+}
 
 func ld8(p unsafe.Pointer, off uintptr) archsimd.Float32x8 {
 	return archsimd.LoadFloat32x8((*[8]float32)(unsafe.Add(p, off)))
@@ -35,25 +41,8 @@ func bc8(p unsafe.Pointer, off uintptr) archsimd.Float32x8 {
 	return archsimd.BroadcastFloat32x8(*(*float32)(unsafe.Add(p, off)))
 }
 
-// row8 writes 16 floats of one tile row with the beta rule of path.micro.
-func row8(c unsafe.Pointer, beta float32, bv archsimd.Float32x8, x0, x1 archsimd.Float32x8) {
-	p0 := (*[8]float32)(c)
-	p1 := (*[8]float32)(unsafe.Add(c, 32))
-	switch beta {
-	case 0:
-	case 1:
-		x0 = x0.Add(archsimd.LoadFloat32x8(p0))
-		x1 = x1.Add(archsimd.LoadFloat32x8(p1))
-	default:
-		x0 = bv.MulAdd(archsimd.LoadFloat32x8(p0), x0)
-		x1 = bv.MulAdd(archsimd.LoadFloat32x8(p1), x1)
-	}
-	x0.Store(p0)
-	x1.Store(p1)
-}
-
-func microAVX2x6x16(kc int, a, b, c unsafe.Pointer, ldc int, beta float32) {
-	var c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51 archsimd.Float32x8
+func loopSimd256(kc int, a, b unsafe.Pointer, t *[64]float32) {
+	var c00, c01, c10, c11, c20, c21, c30, c31 archsimd.Float32x8
 	for ; kc > 0; kc-- {
 		b0 := ld8(b, 0)
 		b1 := ld8(b, 32)
@@ -69,23 +58,24 @@ func microAVX2x6x16(kc int, a, b, c unsafe.Pointer, ldc int, beta float32) {
 		x = bc8(a, 12)
 		c30 = x.MulAdd(b0, c30)
 		c31 = x.MulAdd(b1, c31)
-		x = bc8(a, 16)
-		c40 = x.MulAdd(b0, c40)
-		c41 = x.MulAdd(b1, c41)
-		x = bc8(a, 20)
-		c50 = x.MulAdd(b0, c50)
-		c51 = x.MulAdd(b1, c51)
-		a = unsafe.Add(a, 24)
+		a = unsafe.Add(a, 16)
 		b = unsafe.Add(b, 64)
 	}
-	bv := archsimd.BroadcastFloat32x8(beta)
-	s := uintptr(ldc) * 4
-	row8(c, beta, bv, c00, c01)
-	row8(unsafe.Add(c, s), beta, bv, c10, c11)
-	row8(unsafe.Add(c, 2*s), beta, bv, c20, c21)
-	row8(unsafe.Add(c, 3*s), beta, bv, c30, c31)
-	row8(unsafe.Add(c, 4*s), beta, bv, c40, c41)
-	row8(unsafe.Add(c, 5*s), beta, bv, c50, c51)
+	c00.Store((*[8]float32)(t[0:8]))
+	c01.Store((*[8]float32)(t[8:16]))
+	c10.Store((*[8]float32)(t[16:24]))
+	c11.Store((*[8]float32)(t[24:32]))
+	c20.Store((*[8]float32)(t[32:40]))
+	c21.Store((*[8]float32)(t[40:48]))
+	c30.Store((*[8]float32)(t[48:56]))
+	c31.Store((*[8]float32)(t[56:64]))
+}
+
+// microSimd512 is the 8x32 archsimd kernel.
+func microSimd512(kc int, a, b, c unsafe.Pointer, ldc int, beta float32) {
+	var t [8 * 32]float32
+	loopSimd512(kc, a, b, &t)
+	finishTile(t[:], 8, 32, c, ldc, beta)
 }
 
 func ld16(p unsafe.Pointer, off uintptr) archsimd.Float32x16 {
@@ -96,24 +86,7 @@ func bc16(p unsafe.Pointer, off uintptr) archsimd.Float32x16 {
 	return archsimd.BroadcastFloat32x16(*(*float32)(unsafe.Add(p, off)))
 }
 
-// row16 writes 32 floats of one tile row with the beta rule of path.micro.
-func row16(c unsafe.Pointer, beta float32, bv archsimd.Float32x16, x0, x1 archsimd.Float32x16) {
-	p0 := (*[16]float32)(c)
-	p1 := (*[16]float32)(unsafe.Add(c, 64))
-	switch beta {
-	case 0:
-	case 1:
-		x0 = x0.Add(archsimd.LoadFloat32x16(p0))
-		x1 = x1.Add(archsimd.LoadFloat32x16(p1))
-	default:
-		x0 = bv.MulAdd(archsimd.LoadFloat32x16(p0), x0)
-		x1 = bv.MulAdd(archsimd.LoadFloat32x16(p1), x1)
-	}
-	x0.Store(p0)
-	x1.Store(p1)
-}
-
-func microAVX512x8x32(kc int, a, b, c unsafe.Pointer, ldc int, beta float32) {
+func loopSimd512(kc int, a, b unsafe.Pointer, t *[256]float32) {
 	var c00, c01, c10, c11, c20, c21, c30, c31 archsimd.Float32x16
 	var c40, c41, c50, c51, c60, c61, c70, c71 archsimd.Float32x16
 	for ; kc > 0; kc-- {
@@ -146,14 +119,7 @@ func microAVX512x8x32(kc int, a, b, c unsafe.Pointer, ldc int, beta float32) {
 		a = unsafe.Add(a, 32)
 		b = unsafe.Add(b, 128)
 	}
-	bv := archsimd.BroadcastFloat32x16(beta)
-	s := uintptr(ldc) * 4
-	row16(c, beta, bv, c00, c01)
-	row16(unsafe.Add(c, s), beta, bv, c10, c11)
-	row16(unsafe.Add(c, 2*s), beta, bv, c20, c21)
-	row16(unsafe.Add(c, 3*s), beta, bv, c30, c31)
-	row16(unsafe.Add(c, 4*s), beta, bv, c40, c41)
-	row16(unsafe.Add(c, 5*s), beta, bv, c50, c51)
-	row16(unsafe.Add(c, 6*s), beta, bv, c60, c61)
-	row16(unsafe.Add(c, 7*s), beta, bv, c70, c71)
+	for i, v := range [16]archsimd.Float32x16{c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71} {
+		v.Store((*[16]float32)(t[i*16 : i*16+16]))
+	}
 }
