@@ -106,14 +106,13 @@ func FromStdImage(img image.Image) *Image {
 			return m
 		}
 	case *image.YCbCr:
-		m := NewImage(w, h, 3)
-		r, g, bl := m.Plane(0), m.Plane(1), m.Plane(2)
+		return fromYCbCr(s)
+	case *image.NYCbCrA: // lossy WebP with alpha
+		m := fromYCbCr(&s.YCbCr)
+		m.Alpha = make([]float32, n)
 		for y := range h {
 			for x := range w {
-				yi, ci := s.YOffset(b.Min.X+x, b.Min.Y+y), s.COffset(b.Min.X+x, b.Min.Y+y)
-				cr, cg, cb := color.YCbCrToRGB(s.Y[yi], s.Cb[ci], s.Cr[ci])
-				i := y*w + x
-				r[i], g[i], bl[i] = lut8[cr], lut8[cg], lut8[cb]
+				m.Alpha[y*w+x] = lut8[s.A[s.AOffset(b.Min.X+x, b.Min.Y+y)]]
 			}
 		}
 		return m
@@ -134,6 +133,24 @@ func FromStdImage(img image.Image) *Image {
 		return fromPaletted(s)
 	}
 	return fromGeneric(img)
+}
+
+// fromYCbCr converts with color.YCbCrToRGB, the conversion image/jpeg and
+// YCbCr.At use.
+func fromYCbCr(s *image.YCbCr) *Image {
+	b := s.Bounds()
+	w, h := b.Dx(), b.Dy()
+	m := NewImage(w, h, 3)
+	r, g, bl := m.Plane(0), m.Plane(1), m.Plane(2)
+	for y := range h {
+		for x := range w {
+			yi, ci := s.YOffset(b.Min.X+x, b.Min.Y+y), s.COffset(b.Min.X+x, b.Min.Y+y)
+			cr, cg, cb := color.YCbCrToRGB(s.Y[yi], s.Cb[ci], s.Cr[ci])
+			i := y*w + x
+			r[i], g[i], bl[i] = lut8[cr], lut8[cg], lut8[cb]
+		}
+	}
+	return m
 }
 
 // fromPaletted looks every index up in a float table built once from the

@@ -219,7 +219,9 @@ func decodeBytes(data []byte, opts *DecodeOptions) (m *Image, err error) {
 	if err != nil {
 		return nil, f.wrap(err)
 	}
-	if b := img.Bounds(); b.Dx() != cfg.Width || b.Dy() != cfg.Height {
+	// A GIF's first frame may be smaller than its logical screen; anything
+	// larger than the header declared would dodge the size check.
+	if b := img.Bounds(); b.Dx() > cfg.Width || b.Dy() > cfg.Height || b.Empty() {
 		return nil, fmt.Errorf("%w: %s header says %dx%d, pixels are %dx%d", ErrCorrupt, name, cfg.Width, cfg.Height, b.Dx(), b.Dy())
 	}
 	m = FromStdImage(img)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"image"
 	"image/color"
+	"image/gif"
 	"image/jpeg"
 	"image/png"
 	"io"
@@ -317,6 +318,7 @@ func TestOtherFormats(t *testing.T) {
 		{"gopher-doc.1bpp.lossless.webp", 3, false, 8},
 		{"gopher-doc.with-alpha.lossless.webp", 3, true, 8},
 		{"blue-purple-pink.lossy.webp", 3, false, 8},
+		{"yellow_rose.lossy-with-alpha.webp", 3, true, 8},
 		{"yellow_rose-small.bmp", 3, false, 8},
 		{"video-001.cmyk.jpeg", 3, false, 8},
 	}
@@ -355,6 +357,18 @@ func TestOtherFormats(t *testing.T) {
 	if m.BitDepth != 16 || m.Alpha == nil || m.Channels != 3 {
 		t.Errorf("16-bit TIFF: ch=%d alpha=%v depth=%d", m.Channels, m.Alpha != nil, m.BitDepth)
 	}
+	// A GIF whose only frame is smaller than its logical screen.
+	frame := image.NewPaletted(image.Rect(2, 1, 5, 3), color.Palette{color.Black, color.White})
+	frame.Pix[1] = 1
+	var gb bytes.Buffer
+	if err := gif.EncodeAll(&gb, &gif.GIF{Image: []*image.Paletted{frame}, Delay: []int{0},
+		Config: image.Config{ColorModel: frame.Palette, Width: 6, Height: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := Decode(&gb, nil); err != nil || m.Width != 3 || m.Height != 2 || m.Channels != 1 || m.Pix[1] != 1 {
+		t.Errorf("GIF frame: %v, %+v", err, m)
+	}
+
 	g := image.NewGray(image.Rect(0, 0, 3, 2))
 	var bb bytes.Buffer
 	if err := bmp.Encode(&bb, g); err != nil {
