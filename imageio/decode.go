@@ -60,8 +60,17 @@ func (o *DecodeOptions) maxBytes() int64 {
 	return 16*int64(p) + 16<<20
 }
 
-// readAll appends all of r to data, like io.ReadAll into a presized buffer.
-func readAll(r io.Reader, data []byte) ([]byte, error) {
+// readInput reads all of r into a buffer presized by hint (the file size,
+// if known, so a file is read without copies), failing with ErrTooLarge
+// past limit bytes (limit 0: no bound).
+func readInput(r io.Reader, hint, limit int64) ([]byte, error) {
+	if limit > 0 {
+		if hint > limit {
+			return nil, fmt.Errorf("%w: %d bytes of input, more than %d", ErrTooLarge, hint, limit)
+		}
+		r = io.LimitReader(r, limit+1)
+	}
+	data := make([]byte, 0, max(hint, 0)+1)
 	for {
 		if len(data) == cap(data) {
 			data = append(data, 0)[:len(data)]
@@ -69,12 +78,16 @@ func readAll(r io.Reader, data []byte) ([]byte, error) {
 		n, err := r.Read(data[len(data):cap(data)])
 		data = data[:len(data)+n]
 		if err == io.EOF {
-			return data, nil
+			break
 		}
 		if err != nil {
-			return data, err
+			return nil, err
 		}
 	}
+	if limit > 0 && int64(len(data)) > limit {
+		return nil, fmt.Errorf("%w: more than %d bytes of input", ErrTooLarge, limit)
+	}
+	return data, nil
 }
 
 // ReadFile decodes the image stored at path (see Decode). Errors name the
@@ -85,55 +98,45 @@ func ReadFile(path string, opts *DecodeOptions) (*Image, error) {
 		return nil, fmt.Errorf("imageio: %w", err) // *PathError names the file
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("imageio: %w", err)
+	var hint int64
+	if st, err := f.Stat(); err == nil {
+		hint = st.Size()
 	}
-	if limit := opts.maxBytes(); limit > 0 && st.Size() > limit {
-		return nil, fmt.Errorf("imageio: %s: %w: %d bytes, more than %d", path, ErrTooLarge, st.Size(), limit)
+	data, err := readInput(f, hint, opts.maxBytes())
+	if err == nil {
+		var m *Image
+		if m, err = decodeBytes(data, opts); err == nil {
+			return m, nil
+		}
 	}
-	data := make([]byte, 0, st.Size()+1)
-	if data, err = readAll(f, data); err != nil {
-		return nil, fmt.Errorf("imageio: %s: %w", path, err)
-	}
-	m, err := decodeBytes(data, opts)
-	if err != nil {
-		return nil, fmt.Errorf("imageio: %s: %w", path, err)
-	}
-	return m, nil
+	return nil, fmt.Errorf("imageio: %s: %w", path, err)
 }
 
 // Decode reads a PNG, JPEG, WebP, BMP, TIFF or GIF (first frame) image,
 // recognised by its leading bytes rather than by a file name.
 //
 // The declared size is checked against opts.MaxPixels before pixels are
-// decoded. Gray sources give Channels 1. The Alpha plane is kept whenever
-// a PNG has an alpha channel (gray+alpha, RGBA or tRNS), so RGBA in gives
+// decoded, and the input may not exceed 16 bytes per allowed pixel plus
+// 16 MiB. Gray sources give Channels 1. The Alpha plane is kept whenever a
+// PNG has an alpha channel (gray+alpha, RGBA or tRNS), so RGBA in gives
 // RGBA out even where every pixel is opaque; for the other formats, whose
-// decoders report alpha inconsistently, only when some pixel is not opaque. BitDepth is 16 for 16-bit
-// PNG and TIFF, 8 otherwise. Sample values are exact: v/255 or v/65535.
+// decoders report alpha inconsistently, only when some pixel is not
+// opaque. BitDepth is 16 for 16-bit PNG and TIFF, 8 otherwise. Sample
+// values are exact: float32(v)/255 or float32(v)/65535.
 // A JPEG's EXIF orientation is applied, so the image is upright. Colour
 // profiles and gamma chunks are ignored: values are the stored ones.
 //
 // Errors wrap ErrTooLarge, ErrUnsupported or ErrCorrupt; Decode never
 // panics, whatever the input.
 func Decode(r io.Reader, opts *DecodeOptions) (*Image, error) {
-	limit := opts.maxBytes()
-	if limit > 0 {
-		r = io.LimitReader(r, limit+1)
+	data, err := readInput(r, 0, opts.maxBytes())
+	if err == nil {
+		var m *Image
+		if m, err = decodeBytes(data, opts); err == nil {
+			return m, nil
+		}
 	}
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("imageio: %w", err)
-	}
-	if limit > 0 && int64(len(data)) > limit {
-		return nil, fmt.Errorf("imageio: %w: more than %d bytes of input", ErrTooLarge, limit)
-	}
-	m, err := decodeBytes(data, opts)
-	if err != nil {
-		return nil, fmt.Errorf("imageio: %w", err)
-	}
-	return m, nil
+	return nil, fmt.Errorf("imageio: %w", err)
 }
 
 // format is one supported container: how to read its header and pixels.

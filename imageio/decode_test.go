@@ -438,10 +438,21 @@ func TestDecompressionBomb(t *testing.T) {
 	if _, err := Decode(bytes.NewReader(data), &DecodeOptions{MaxPixels: 10000}); errors.Is(err, ErrTooLarge) {
 		t.Errorf("100x100 with limit 10000: %v", err)
 	}
-	// An endless stream stops at 16 bytes per allowed pixel plus 16 MiB.
+	// An endless stream stops at 16 bytes per allowed pixel plus 16 MiB,
+	// and a file larger than that is refused from its size.
 	endless := io.MultiReader(bytes.NewReader(data), zeros{})
 	if _, err := Decode(endless, &DecodeOptions{MaxPixels: 10}); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("endless input: %v", err)
+	}
+	big := filepath.Join(t.TempDir(), "big.png")
+	if err := os.WriteFile(big, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, 32<<20); err != nil { // sparse
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(big, &DecodeOptions{MaxPixels: 10}); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), big) {
+		t.Errorf("32 MiB file with limit 10 pixels: %v", err)
 	}
 }
 
