@@ -249,21 +249,20 @@ func flashExp(x float32) float32 {
 		log2e = 1.44269504088896341
 		ln2hi = 0.693359375 // ln 2 split so that k*ln2hi is exact
 		ln2lo = -2.12194440e-4
+		magic = 12582912 // 1.5*2^23: adding it rounds to an integer in the low mantissa bits
 	)
-	switch {
-	case x < -87.33:
+	if !(x >= -87.33) {
+		if x != x {
+			return x // NaN
+		}
 		return 0
-	case x > 88.0:
+	}
+	if x > 88 {
 		return float32(math.Inf(1))
-	case x != x:
-		return x
 	}
-	t := x * log2e
-	kf := float32(int32(t + 0.5))
-	if t+0.5 < 0 && kf != t+0.5 {
-		kf-- // int32 truncates toward zero; we want floor(t + 0.5)
-	}
-	r := x - kf*ln2hi - kf*ln2lo // |r| <= ln2/2
+	z := x*log2e + magic
+	kf := z - magic              // round(x / ln 2)
+	r := x - kf*ln2hi - kf*ln2lo // |r| <= ln2/2, e^x = 2^k e^r
 	p := float32(1.0 / 720)
 	p = p*r + 1.0/120
 	p = p*r + 1.0/24
@@ -271,5 +270,6 @@ func flashExp(x float32) float32 {
 	p = p*r + 0.5
 	p = p*r + 1
 	p = p*r + 1
-	return p * math.Float32frombits(uint32(int32(kf)+127)<<23)
+	k := int32(math.Float32bits(z) - math.Float32bits(magic))
+	return p * math.Float32frombits(uint32(k+127)<<23)
 }
