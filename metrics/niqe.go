@@ -233,22 +233,43 @@ func (m *niqeModel) score(img []float64, w, h int) (float64, error) {
 // mscn returns the mean-subtracted contrast-normalised coefficients of a
 // plane (7x7 window, replicate padding).
 func (m *niqeModel) mscn(img []float64, w, h int) []float64 {
+	// Replicate-pad by 3 once; keep the squares beside.
+	pw := w + 6
+	pad := make([]float64, pw*(h+6))
+	for r := range h + 6 {
+		src := img[min(max(r-3, 0), h-1)*w:][:w]
+		row := pad[r*pw : (r+1)*pw]
+		copy(row[3:], src)
+		row[0], row[1], row[2] = src[0], src[0], src[0]
+		row[w+3], row[w+4], row[w+5] = src[w-1], src[w-1], src[w-1]
+	}
+	sq := make([]float64, len(pad))
+	for i, v := range pad {
+		sq[i] = v * v
+	}
 	out := make([]float64, w*h)
-	win := &m.window
+	mu := make([]float64, w)
+	ex2 := make([]float64, w)
 	for r := range h {
-		for c := range w {
-			var mu, sq float64
-			for i := range 7 {
-				row := img[min(max(r+i-3, 0), h-1)*w:]
-				for j := range 7 {
-					v := row[min(max(c+j-3, 0), w-1)]
-					k := win[i*7+j]
-					mu += k * v
-					sq += k * (v * v)
+		clear(mu)
+		clear(ex2)
+		for i := range 7 {
+			prow := pad[(r+i)*pw : (r+i+1)*pw]
+			srow := sq[(r+i)*pw : (r+i+1)*pw]
+			for j := range 7 {
+				k := m.window[i*7+j]
+				p, q := prow[j:j+w], srow[j:j+w]
+				for c := range mu {
+					mu[c] += k * p[c]
+					ex2[c] += k * q[c]
 				}
 			}
-			sigma := math.Sqrt(math.Abs(sq-mu*mu) + 0x1p-52)
-			out[r*w+c] = (img[r*w+c] - mu) / (sigma + 1)
+		}
+		orow := out[r*w : (r+1)*w]
+		irow := img[r*w : (r+1)*w]
+		for c := range orow {
+			sigma := math.Sqrt(math.Abs(ex2[c]-mu[c]*mu[c]) + 0x1p-52)
+			orow[c] = (irow[c] - mu[c]) / (sigma + 1)
 		}
 	}
 	return out

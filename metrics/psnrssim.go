@@ -4,7 +4,6 @@ import (
 	"math"
 
 	"tsdsr/imageio"
-	"tsdsr/internal/parallel"
 )
 
 // BT.601 luma weights for RGB in [0, 1] giving Y in [16, 235].
@@ -142,62 +141,67 @@ func (m ssimMetric) Compute(sr, gt *imageio.Image) (float64, error) {
 		return 0, errTooSmall("ssim", w, h, k, k)
 	}
 	x, y := lumaSSIM(a, m.o.Convention), lumaSSIM(b, m.o.Convention)
+	return m.raw(x, y, w, h, m.o.Convention == BasicSR), nil
+}
+
+func (m ssimMetric) raw(x, y []float64, w, h int, basic bool) float64 {
+	k := len(m.win)
 	// Horizontal 'valid' pass of the five moments, then vertical.
 	ow, oh := w-k+1, h-k+1
 	var hor [5][]float64
 	for i := range hor {
 		hor[i] = make([]float64, ow*h)
 	}
-	parallel.For(h, 32, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			xr, yr := x[r*w:(r+1)*w], y[r*w:(r+1)*w]
-			for c := range ow {
-				var s0, s1, s2, s3, s4 float64
-				for t, g := range m.win {
-					p, q := xr[c+t], yr[c+t]
-					s0 += g * p
-					s1 += g * q
-					s2 += g * p * p
-					s3 += g * q * q
-					s4 += g * p * q
-				}
-				o := r*ow + c
-				hor[0][o], hor[1][o], hor[2][o], hor[3][o], hor[4][o] = s0, s1, s2, s3, s4
+	for r := range h {
+		xr, yr := x[r*w:(r+1)*w], y[r*w:(r+1)*w]
+		h0, h1, h2, h3, h4 := hor[0][r*ow:(r+1)*ow], hor[1][r*ow:(r+1)*ow], hor[2][r*ow:(r+1)*ow], hor[3][r*ow:(r+1)*ow], hor[4][r*ow:(r+1)*ow]
+		for c := range h0 {
+			var s0, s1, s2, s3, s4 float64
+			for t, g := range m.win {
+				p, q := xr[c+t], yr[c+t]
+				s0 += g * p
+				s1 += g * q
+				s2 += g * (p * p)
+				s3 += g * (q * q)
+				s4 += g * (p * q)
 			}
+			h0[c], h1[c], h2[c], h3[c], h4[c] = s0, s1, s2, s3, s4
 		}
-	})
+	}
 	c1v, c2v := 0.01, 0.03 // as Python evaluates (0.01*255)**2 at run time
 	c1v *= 255
 	c2v *= 255
 	c1, c2 := c1v*c1v, c2v*c2v
-	rows := make([]float64, oh)
-	parallel.For(oh, 16, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			var sum float64
-			for c := range ow {
-				var mo [5]float64
-				for t, g := range m.win {
-					o := (r+t)*ow + c
-					for i := range mo {
-						mo[i] += g * hor[i][o]
-					}
-				}
-				mu1, mu2 := mo[0], mo[1]
-				mu11, mu22, mu12 := mu1*mu1, mu2*mu2, mu1*mu2
-				s11, s22, s12 := mo[2]-mu11, mo[3]-mu22, mo[4]-mu12
-				if m.o.Convention == BasicSR {
-					sum += ((2*mu12 + c1) * (2*s12 + c2)) / ((mu11 + mu22 + c1) * (s11 + s22 + c2))
-					continue
-				}
-				cs := max(0, (2*s12+c2)/(s11+s22+c2))
-				sum += (2*mu12 + c1) / (mu11 + mu22 + c1) * cs
-			}
-			rows[r] = sum
-		}
-	})
-	var total float64
-	for _, s := range rows {
-		total += s
+	var mo [5][]float64
+	for i := range mo {
+		mo[i] = make([]float64, ow)
 	}
-	return total / float64(ow*oh), nil
+	var total float64
+	for r := range oh {
+		for i := range mo {
+			clear(mo[i])
+		}
+		for t, g := range m.win {
+			for i := range mo {
+				acc, src := mo[i], hor[i][(r+t)*ow:(r+t+1)*ow]
+				for c := range acc {
+					acc[c] += g * src[c]
+				}
+			}
+		}
+		var sum float64
+		for c := range ow {
+			mu1, mu2 := mo[0][c], mo[1][c]
+			mu11, mu22, mu12 := mu1*mu1, mu2*mu2, mu1*mu2
+			s11, s22, s12 := mo[2][c]-mu11, mo[3][c]-mu22, mo[4][c]-mu12
+			if basic {
+				sum += ((2*mu12 + c1) * (2*s12 + c2)) / ((mu11 + mu22 + c1) * (s11 + s22 + c2))
+				continue
+			}
+			cs := max(0, (2*s12+c2)/(s11+s22+c2))
+			sum += (2*mu12 + c1) / (mu11 + mu22 + c1) * cs
+		}
+		total += sum
+	}
+	return total / float64(ow*oh)
 }

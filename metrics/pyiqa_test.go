@@ -2,6 +2,8 @@ package metrics
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"image"
 	"image/png"
 	"math"
@@ -26,14 +28,22 @@ const (
 // float32(v)/255, the values imageio's reader produces.
 func readPNG(tb testing.TB, path string) *imageio.Image {
 	tb.Helper()
-	f, err := os.Open(path)
+	m, err := decodePNG(path)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	return m
+}
+
+func decodePNG(path string) (*imageio.Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	img, err := png.Decode(f)
 	if err != nil {
-		tb.Fatalf("%s: %v", path, err)
+		return nil, fmt.Errorf("%s: %v", path, err)
 	}
 	b := img.Bounds()
 	m := imageio.NewImage(b.Dx(), b.Dy(), 3)
@@ -46,7 +56,7 @@ func readPNG(tb testing.TB, path string) *imageio.Image {
 	case *image.NRGBA:
 		pix, stride = p.Pix, p.Stride
 	default:
-		tb.Fatalf("%s: unexpected PNG type %T", path, img)
+		return nil, fmt.Errorf("%s: unexpected PNG type %T", path, img)
 	}
 	for y := range m.Height {
 		for x := range m.Width {
@@ -56,7 +66,7 @@ func readPNG(tb testing.TB, path string) *imageio.Image {
 			}
 		}
 	}
-	return m
+	return m, nil
 }
 
 // logEntry is one image's line of OSEDiff's pyiqa log.
@@ -131,8 +141,14 @@ func TestPyIQAAgreement(t *testing.T) {
 	parallel.For(len(entries), 1, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			e := entries[i]
-			sr := readPNG(t, filepath.Join(realsrDir, "osediff", e.name))
-			gt := readPNG(t, filepath.Join(realsrDir, "HR", e.name))
+			sr, err1 := decodePNG(filepath.Join(realsrDir, "osediff", e.name))
+			gt, err2 := decodePNG(filepath.Join(realsrDir, "HR", e.name))
+			if err := errors.Join(err1, err2); err != nil {
+				mu.Lock()
+				t.Error(err)
+				mu.Unlock()
+				continue
+			}
 			for k, m := range ms {
 				v, err := m.Compute(sr, gt)
 				if err != nil {
