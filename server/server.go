@@ -12,7 +12,6 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"math"
@@ -51,7 +50,7 @@ type Config struct {
 	// MaxBody bounds the request body in bytes.
 	MaxBody int64
 	// Workers is the number of jobs run at once; Queue is how many more
-	// may wait. Beyond Workers+Queue requests get 429.
+	// may wait (negative: none). Beyond Workers+Queue requests get 429.
 	Workers, Queue int
 	// Timeout is the per-request deadline, queueing included.
 	Timeout time.Duration
@@ -91,10 +90,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
 	}
-	if cfg.Queue < 0 {
-		return nil, fmt.Errorf("server: negative queue %d", cfg.Queue)
-	}
-	if cfg.Queue == 0 {
+	switch {
+	case cfg.Queue < 0:
+		cfg.Queue = 0
+	case cfg.Queue == 0:
 		cfg.Queue = DefaultQueue
 	}
 	if cfg.Timeout <= 0 {
