@@ -12,7 +12,7 @@ import (
 // attnBlockQ queries against attnBlockK keys at a time, so scratch memory is
 // O(attnBlockQ*attnBlockK) per worker whatever the sequence length.
 const (
-	attnBlockQ = 64
+	attnBlockQ = 128
 	attnBlockK = 512
 )
 

@@ -8,6 +8,7 @@ package tensor_test
 import (
 	"math/rand/v2"
 	"runtime"
+	"runtime/metrics"
 	"sync"
 	"testing"
 	"time"
@@ -68,9 +69,9 @@ func BenchmarkConv2d(b *testing.B) {
 }
 
 // BenchmarkAttention is one 4096-token self-attention of width 256 with 4
-// heads. peak_heap_MB is the largest live heap seen while it runs, above the
-// inputs; a materialised score matrix alone would take 4*4096*4096*4 bytes
-// (268 MB).
+// heads. peak_heap_MB is the largest heap growth seen while it runs (garbage
+// not yet collected included); B/op bounds it from above. A materialised
+// score matrix alone would take 4*4096*4096*4 bytes (268 MB).
 func BenchmarkAttention(b *testing.B) {
 	r := rand.New(rand.NewPCG(5, 6))
 	const l, d, heads = 4096, 256, 4
@@ -79,6 +80,7 @@ func BenchmarkAttention(b *testing.B) {
 	gemmRate()
 	b.Run("forward", func(b *testing.B) {
 		defer tensor.NoGrad()()
+		b.ReportAllocs()
 		peak := peakHeap(func() {
 			for b.Loop() {
 				tensor.Attention(q, k, v, heads)
@@ -92,6 +94,7 @@ func BenchmarkAttention(b *testing.B) {
 			p.SetRequiresGrad(true)
 		}
 		g := tensortest.Rand(r, 1, l, d)
+		b.ReportAllocs()
 		peak := peakHeap(func() {
 			for b.Loop() {
 				for _, p := range []*tensor.Tensor{q, k, v} {
@@ -105,25 +108,29 @@ func BenchmarkAttention(b *testing.B) {
 	})
 }
 
-// peakHeap runs f while sampling the live heap every 5 ms and
-// returns the largest growth over the heap in use when f started.
+// peakHeap runs f while sampling the heap (live and not yet swept objects)
+// every millisecond through runtime/metrics, which does not stop the world,
+// and returns the largest growth over the heap in use when f started.
 func peakHeap(f func()) float64 {
 	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base := ms.HeapAlloc
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	read := func() uint64 {
+		metrics.Read(sample)
+		return sample[0].Value.Uint64()
+	}
+	base := read()
 	var peak uint64
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		var s runtime.MemStats
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
 		for {
-			runtime.ReadMemStats(&s)
-			peak = max(peak, s.HeapAlloc)
+			peak = max(peak, read())
 			select {
 			case <-done:
 				return
-			case <-time.After(5 * time.Millisecond):
+			case <-tick.C:
 			}
 		}
 	})
