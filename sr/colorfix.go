@@ -83,9 +83,20 @@ func blurPass(a, b []float32, w, h, d int) {
 	parallel.For(h, 16, func(lo, hi int) {
 		for y := lo; y < hi; y++ {
 			row, dst := a[y*w:(y+1)*w], b[y*w:(y+1)*w]
-			for x := range w {
-				l, r := max(x-d, 0), min(x+d, w-1)
-				dst[x] = 0.25*row[l] + 0.5*row[x] + 0.25*row[r]
+			edge := min(d, w)
+			for x := range edge {
+				dst[x] = 0.25*row[0] + 0.5*row[x] + 0.25*row[min(x+d, w-1)]
+			}
+			// Interior without clamping: the hot loop of the colour fix.
+			if w > 2*d {
+				l, m, r := row[:w-2*d], row[d:w-d], row[2*d:]
+				out := dst[d : w-d]
+				for x := range out {
+					out[x] = 0.25*l[x] + 0.5*m[x] + 0.25*r[x]
+				}
+			}
+			for x := max(w-d, edge); x < w; x++ {
+				dst[x] = 0.25*row[max(x-d, 0)] + 0.5*row[x] + 0.25*row[w-1]
 			}
 		}
 	})

@@ -222,13 +222,17 @@ func naiveLow(src []float32, w, h int) []float32 {
 }
 
 func TestWaveletLowMatchesDirectConvolution(t *testing.T) {
-	in := testImage(37, 21, 1)
-	got := append([]float32(nil), in.Pix...)
-	waveletLowInPlace(got, 37, 21)
-	want := naiveLow(in.Pix, 37, 21)
-	for i := range got {
-		if d := math.Abs(float64(got[i] - want[i])); d > 1e-6 {
-			t.Fatalf("pixel %d: %g vs %g", i, got[i], want[i])
+	// Widths below, between and above 2x the largest dilation (32).
+	for _, sz := range [][2]int{{37, 21}, {20, 40}, {5, 3}, {1, 1}, {70, 2}} {
+		w, h := sz[0], sz[1]
+		in := testImage(w, h, 1)
+		got := append([]float32(nil), in.Pix...)
+		waveletLowInPlace(got, w, h)
+		want := naiveLow(in.Pix, w, h)
+		for i := range got {
+			if d := math.Abs(float64(got[i] - want[i])); d > 1e-6 {
+				t.Fatalf("%dx%d pixel %d: %g vs %g", w, h, i, got[i], want[i])
+			}
 		}
 	}
 }
