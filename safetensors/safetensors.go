@@ -30,6 +30,7 @@ import (
 	"slices"
 	"unicode/utf8"
 
+	"tsdsr/internal/parallel"
 	"tsdsr/tensor"
 )
 
@@ -281,22 +282,28 @@ func (f *File) ReadInto(name string, dst []float32) error {
 	return nil
 }
 
-// decode converts little-endian elements of dtype d in src to dst.
+// decode converts little-endian elements of dtype d in src to dst, in
+// parallel chunks (checkpoints reach billions of elements).
 func decode(dst []float32, d DType, src []byte) {
-	switch d {
-	case F32:
-		for i := range dst {
-			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
+	parallel.For(len(dst), 1<<16, func(lo, hi int) {
+		out, in := dst[lo:hi], src[lo*d.Size():hi*d.Size()]
+		switch d {
+		case F32:
+			for i := range out {
+				out[i] = math.Float32frombits(binary.LittleEndian.Uint32(in[4*i:]))
+			}
+		case BF16:
+			in = in[:2*len(out)] // lets the compiler drop bounds checks
+			for i := range out {
+				out[i] = tensor.BF16ToF32(uint16(in[2*i]) | uint16(in[2*i+1])<<8)
+			}
+		case F16:
+			in = in[:2*len(out)]
+			for i := range out {
+				out[i] = tensor.F16ToF32(uint16(in[2*i]) | uint16(in[2*i+1])<<8)
+			}
 		}
-	case BF16:
-		for i := range dst {
-			dst[i] = tensor.BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
-		}
-	case F16:
-		for i := range dst {
-			dst[i] = tensor.F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
-		}
-	}
+	})
 }
 
 // encode converts src to little-endian elements of dtype d in dst

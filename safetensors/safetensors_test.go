@@ -3,6 +3,7 @@ package safetensors
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -19,7 +20,7 @@ func build(header string, data []byte) []byte {
 	return append(b, data...)
 }
 
-func encodeFile(t *testing.T, ts map[string]*tensor.Tensor, meta map[string]string, d DType) []byte {
+func encodeFile(t testing.TB, ts map[string]*tensor.Tensor, meta map[string]string, d DType) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := Write(&buf, ts, meta, d); err != nil {
@@ -290,4 +291,33 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkReadBF16 measures converting a 64 MiB BF16 tensor to float32
+// (SetBytes: bytes of the file read).
+func BenchmarkReadBF16(b *testing.B) {
+	const n = 32 << 20
+	raw := encodeFile(b, map[string]*tensor.Tensor{"w": tensor.New(n)}, nil, BF16)
+	f, err := Parse(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst := make([]float32, n)
+	b.SetBytes(2 * n)
+	for b.Loop() {
+		if err := f.ReadInto("w", dst); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWriteBF16 measures encoding a 32M-element tensor as BF16.
+func BenchmarkWriteBF16(b *testing.B) {
+	ts := map[string]*tensor.Tensor{"w": tensor.New(32 << 20)}
+	b.SetBytes(2 * 32 << 20)
+	for b.Loop() {
+		if err := Write(io.Discard, ts, nil, BF16); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
