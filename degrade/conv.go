@@ -49,9 +49,14 @@ func Correlate(src []float32, w, h int, k []float32, kh, kw int) []float32 {
 	pw := w + 2*rx
 	p := padPlane(src, w, h, rx, ry)
 	dst := make([]float32, w*h)
-	parallel.For(h, max(1, (1<<16)/max(1, w*kh*kw)), func(lo, hi int) {
-		for y := lo; y < hi; y++ {
-			correlateRow(dst[y*w:(y+1)*w], p[y*pw:], pw, k, kh, kw)
+	// Work items are pairs of rows, which the row kernel computes together.
+	parallel.For((h+1)/2, max(1, (1<<16)/max(1, 2*w*kh*kw)), func(lo, hi int) {
+		for y := 2 * lo; y < min(h, 2*hi); y += 2 {
+			var out1 []float32
+			if y+1 < h {
+				out1 = dst[(y+1)*w : (y+2)*w]
+			}
+			correlateRows(dst[y*w:(y+1)*w], out1, p[y*pw:], pw, k, kh, kw)
 		}
 	})
 	return dst
