@@ -74,7 +74,7 @@ func AttachLoRA(p *Params, cfg LoRAConfig) ([]string, error) {
 		if !ok || !matchesTarget(rel, cfg.Targets) {
 			continue
 		}
-		if (m.lora() != nil) || p.reg.tensors[m.name+".lora_A.weight"] != nil {
+		if m.lora() != nil || p.reg.tensors[m.name+".lora_A.weight"] != nil {
 			return nil, fmt.Errorf("nn.AttachLoRA: %q already has an adapter", m.name)
 		}
 		hits = append(hits, m)
@@ -149,7 +149,9 @@ func (l *LoRA) Merged() bool { return l.merged }
 
 // Merge folds the adapter into the base weight, W += Scale * B A (for a
 // convolution, B's 1x1 kernel times A's kernel), so inference pays nothing
-// for it; Forward then skips the adapter. Merging twice is a no-op.
+// for it; Forward then skips the adapter. Merging twice is a no-op. Load
+// adapter weights before merging: the merged update is the one of A and B
+// at merge time.
 func (l *LoRA) Merge() {
 	if !l.merged {
 		l.addDelta(1)

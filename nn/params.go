@@ -193,13 +193,20 @@ type LoadReport struct {
 // reported (loading a LoRA-only or partial checkpoint). On error nothing is
 // modified.
 func (p *Params) Load(f *safetensors.File, strict bool) (LoadReport, error) {
+	return p.LoadPrefixed(f, "", strict)
+}
+
+// LoadPrefixed is Load for a file whose keys carry an extra prefix, such as
+// "transformer." in a diffusers LoRA file or "base_model.model." in a PEFT
+// one: only keys starting with filePrefix take part, with it removed.
+func (p *Params) LoadPrefixed(f *safetensors.File, filePrefix string, strict bool) (LoadReport, error) {
 	var rep LoadReport
 	var misShaped []string
 	list := p.List()
 	known := make(map[string]bool, len(list))
 	for _, q := range list {
 		known[q.Name] = true
-		in, ok := f.Info(q.Name)
+		in, ok := f.Info(filePrefix + q.Name)
 		if !ok {
 			rep.Missing = append(rep.Missing, q.Name)
 			continue
@@ -208,8 +215,8 @@ func (p *Params) Load(f *safetensors.File, strict bool) (LoadReport, error) {
 			misShaped = append(misShaped, fmt.Sprintf("%s (file %v, model %v)", q.Name, in.Shape, q.T.Shape))
 		}
 	}
-	for _, name := range f.Names() {
-		if !known[name] {
+	for _, key := range f.Names() {
+		if name, ok := strings.CutPrefix(key, filePrefix); ok && !known[name] {
 			rep.Unexpected = append(rep.Unexpected, name)
 		}
 	}
@@ -227,8 +234,8 @@ func (p *Params) Load(f *safetensors.File, strict bool) (LoadReport, error) {
 		return rep, fmt.Errorf("nn: loading %sparameters: %s", scopeNote(p.prefix), strings.Join(errs, "; "))
 	}
 	for _, q := range list {
-		if _, ok := f.Info(q.Name); ok {
-			if err := f.ReadInto(q.Name, q.T.Data); err != nil {
+		if _, ok := f.Info(filePrefix + q.Name); ok {
+			if err := f.ReadInto(filePrefix+q.Name, q.T.Data); err != nil {
 				return rep, err // unreachable: shapes were checked above
 			}
 		}

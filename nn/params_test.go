@@ -190,3 +190,24 @@ func TestNormWrappers(t *testing.T) {
 		t.Error("GroupNorm with fresh affine differs from none")
 	}
 }
+
+func TestLoadPrefixed(t *testing.T) {
+	dir := t.TempDir()
+	p := NewParams(rng.New(8))
+	NewLinear(p.Sub("transformer.blocks.0"), "to_q", 4, 4, true)
+	NewLinear(p.Sub("vae"), "conv", 2, 2, false)
+	path := filepath.Join(dir, "all.safetensors")
+	if err := p.Save(path, safetensors.F32, nil); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := safetensors.Load(path)
+	q := NewParams(nil)
+	NewLinear(q.Sub("blocks.0"), "to_q", 4, 4, true)
+	rep, err := q.LoadPrefixed(f, "transformer.", true)
+	if err != nil || len(rep.Missing)+len(rep.Unexpected) != 0 {
+		t.Fatalf("%v %+v", err, rep)
+	}
+	if !slices.Equal(q.Get("blocks.0.to_q.bias").Data, p.Get("transformer.blocks.0.to_q.bias").Data) {
+		t.Error("prefixed load copied the wrong values")
+	}
+}
