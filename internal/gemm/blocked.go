@@ -182,13 +182,9 @@ func packA(dst []float32, mr int, transA bool, alpha float32, a []float32, lda, 
 		}
 		return
 	}
-	for i := 0; i < mv; i++ {
-		src := a[(i0+i)*lda+pc : (i0+i)*lda+pc+kb]
-		d := dst[i:]
-		for p, v := range src {
-			d[p*mr] = alpha * v
-		}
-	}
+	// op(A)[i][p] = a[i*lda+p]: gather one k step from each of the rows,
+	// so the writes stay sequential.
+	gather(dst, mr, alpha, a, lda, i0*lda+pc, kb, mv)
 }
 
 // packB copies rows [pc, pc+kb) and columns [j0, j0+nv) of op(B) into dst
@@ -205,11 +201,39 @@ func packB(dst []float32, nr int, transB bool, b []float32, ldb, pc, kb, j0, nv 
 		return
 	}
 	// op(B)[p][j] = b[j*ldb+p].
-	for j := 0; j < nv; j++ {
-		src := b[(j0+j)*ldb+pc : (j0+j)*ldb+pc+kb]
-		d := dst[j:]
+	gather(dst, nr, 1, b, ldb, j0*ldb+pc, kb, nv)
+}
+
+// gather transposes: for rows r < nv of x (row r starts at off+r*ld, kb
+// long) it sets dst[p*w+r] = alpha*x[off+r*ld+p]. Rows go four at a time so
+// each k step writes four adjacent floats while reading four sequential
+// streams.
+func gather(dst []float32, w int, alpha float32, x []float32, ld, off, kb, nv int) {
+	r := 0
+	for ; r+4 <= nv; r += 4 {
+		s0 := x[off+r*ld : off+r*ld+kb]
+		s1 := x[off+(r+1)*ld : off+(r+1)*ld+kb]
+		s2 := x[off+(r+2)*ld : off+(r+2)*ld+kb]
+		s3 := x[off+(r+3)*ld : off+(r+3)*ld+kb]
+		s1, s2, s3 = s1[:len(s0)], s2[:len(s0)], s3[:len(s0)]
+		d := dst[r:]
+		if alpha == 1 {
+			for p := range s0 {
+				q := d[p*w : p*w+4 : p*w+4]
+				q[0], q[1], q[2], q[3] = s0[p], s1[p], s2[p], s3[p]
+			}
+		} else {
+			for p := range s0 {
+				q := d[p*w : p*w+4 : p*w+4]
+				q[0], q[1], q[2], q[3] = alpha*s0[p], alpha*s1[p], alpha*s2[p], alpha*s3[p]
+			}
+		}
+	}
+	for ; r < nv; r++ {
+		src := x[off+r*ld : off+r*ld+kb]
+		d := dst[r:]
 		for p, v := range src {
-			d[p*nr] = v
+			d[p*w] = alpha * v
 		}
 	}
 }

@@ -56,9 +56,10 @@ type gemmCase struct {
 	padC           int
 }
 
-// run executes one case with the current kernel and compares with the
-// float64 reference, elementwise within a tolerance scaled by k. It also
-// checks that Sgemm touches no element of C outside the m x n window.
+// run executes one case with every kernel available on this machine and
+// compares each result with the float64 reference, elementwise within a
+// tolerance scaled by k. It also checks that Sgemm touches no element of C
+// outside the m x n window (the row padding of ldc).
 func (tc gemmCase) run(t *testing.T, r *rand.Rand) {
 	t.Helper()
 	ar, ac := tc.m, tc.k
@@ -72,62 +73,59 @@ func (tc gemmCase) run(t *testing.T, r *rand.Rand) {
 	lda, ldb, ldc := max(ac, 1)+tc.padA, max(bc, 1)+tc.padB, max(tc.n, 1)+tc.padC
 	a := randSlice(r, max(0, (ar-1)*lda+ac))
 	b := randSlice(r, max(0, (br-1)*ldb+bc))
-	c := randSlice(r, tc.m*ldc) // full rows: the padding must survive
+	c0 := randSlice(r, tc.m*ldc) // full rows: the padding must survive
 	if tc.beta == 0 {
-		for i := range c {
-			c[i] = float32(math.NaN())
+		for i := range c0 {
+			c0[i] = float32(math.NaN())
 		}
 	}
-	c0 := append([]float32(nil), c...)
-	want := refGemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
-	Sgemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+	want := refGemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c0, ldc)
 	tol := 1e-5 * float64(tc.k+4) * float64(max(1, math.Abs(float64(tc.alpha)))+math.Abs(float64(tc.beta)))
-	for i := 0; i < tc.m; i++ {
-		for j := 0; j < ldc; j++ {
-			got := c[i*ldc+j]
-			if j >= tc.n {
-				if math.Float32bits(got) != math.Float32bits(c0[i*ldc+j]) {
-					t.Fatalf("%s %+v: C[%d][%d] outside the matrix changed: %v -> %v", Kernel(), tc, i, j, c0[i*ldc+j], got)
+	c := make([]float32, len(c0))
+	for _, name := range Kernels() {
+		useKernel(t, name)
+		copy(c, c0)
+		Sgemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+		for i := 0; i < tc.m; i++ {
+			for j := 0; j < ldc; j++ {
+				got := c[i*ldc+j]
+				if j >= tc.n {
+					if math.Float32bits(got) != math.Float32bits(c0[i*ldc+j]) {
+						t.Fatalf("%s %+v: C[%d][%d] outside the matrix changed: %v -> %v", name, tc, i, j, c0[i*ldc+j], got)
+					}
+					continue
 				}
-				continue
-			}
-			w := want[i*tc.n+j]
-			if d := math.Abs(float64(got) - w); !(d <= tol*math.Max(1, math.Sqrt(math.Abs(w)))) {
-				t.Fatalf("%s %+v: C[%d][%d] = %v, want %v (|diff| %.3g > tol %.3g)", Kernel(), tc, i, j, got, w, d, tol)
+				w := want[i*tc.n+j]
+				if d := math.Abs(float64(got) - w); !(d <= tol*math.Max(1, math.Sqrt(math.Abs(w)))) {
+					t.Fatalf("%s %+v: C[%d][%d] = %v, want %v (|diff| %.3g > tol %.3g)", name, tc, i, j, got, w, d, tol)
+				}
 			}
 		}
 	}
 }
 
-// forEachKernel runs fn once per kernel available on this machine.
-func forEachKernel(t *testing.T, fn func(t *testing.T)) {
-	for _, name := range Kernels() {
-		t.Run(name, func(t *testing.T) {
-			prev, err := SetKernel(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer SetKernel(prev)
-			fn(t)
-		})
+// useKernel switches Sgemm to the named path until the test ends.
+func useKernel(t *testing.T, name string) {
+	prev, err := SetKernel(name)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { SetKernel(prev) })
 }
 
 func TestSgemmRandom(t *testing.T) {
 	sizes := []int{1, 2, 3, 5, 7, 13, 16, 17, 31, 33, 47, 64, 97}
-	forEachKernel(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(1, 2))
-		for it := 0; it < 120; it++ {
-			tc := gemmCase{
-				transA: it&1 != 0, transB: it&2 != 0,
-				m: sizes[r.IntN(len(sizes))], n: sizes[r.IntN(len(sizes))], k: sizes[r.IntN(len(sizes))],
-				alpha: []float32{1, -0.5, 2.25}[r.IntN(3)],
-				beta:  []float32{0, 1, -1.5}[r.IntN(3)],
-				padA:  r.IntN(3) * 5, padB: r.IntN(3) * 3, padC: r.IntN(2) * 7,
-			}
-			tc.run(t, r)
+	r := rand.New(rand.NewPCG(1, 2))
+	for it := 0; it < 120; it++ {
+		tc := gemmCase{
+			transA: it&1 != 0, transB: it&2 != 0,
+			m: sizes[r.IntN(len(sizes))], n: sizes[r.IntN(len(sizes))], k: sizes[r.IntN(len(sizes))],
+			alpha: []float32{1, -0.5, 2.25}[r.IntN(3)],
+			beta:  []float32{0, 1, -1.5}[r.IntN(3)],
+			padA:  r.IntN(3) * 5, padB: r.IntN(3) * 3, padC: r.IntN(2) * 7,
 		}
-	})
+		tc.run(t, r)
+	}
 }
 
 // TestSgemmBlocking covers sizes that cross the cache blocks (k > kc, m >
@@ -135,36 +133,31 @@ func TestSgemmRandom(t *testing.T) {
 func TestSgemmBlocking(t *testing.T) {
 	shapes := [][3]int{{150, 530, 300}, {7, 1100, 37}, {301, 23, 520}, {64, 600, 9}}
 	for _, th := range []int{1, 2} {
-		prev := parallel.SetThreads(th)
 		t.Run(fmt.Sprintf("threads=%d", th), func(t *testing.T) {
-			forEachKernel(t, func(t *testing.T) {
-				r := rand.New(rand.NewPCG(3, uint64(th)))
-				for _, s := range shapes {
-					for tr := 0; tr < 4; tr++ {
-						gemmCase{transA: tr&1 != 0, transB: tr&2 != 0, m: s[0], n: s[1], k: s[2],
-							alpha: 0.75, beta: []float32{0, 1, 0.5}[tr%3], padA: 3, padB: 1, padC: 2}.run(t, r)
-					}
+			defer parallel.SetThreads(parallel.SetThreads(th))
+			r := rand.New(rand.NewPCG(3, uint64(th)))
+			for _, s := range shapes {
+				for tr := 0; tr < 4; tr++ {
+					gemmCase{transA: tr&1 != 0, transB: tr&2 != 0, m: s[0], n: s[1], k: s[2],
+						alpha: 0.75, beta: []float32{0, 1, 0.5}[tr%3], padA: 3, padB: 1, padC: 2}.run(t, r)
 				}
-			})
+			}
 		})
-		parallel.SetThreads(prev)
 	}
 }
 
 // TestSgemmDegenerate checks k == 0 and alpha == 0: C = beta*C, and beta == 0
 // clears NaNs.
 func TestSgemmDegenerate(t *testing.T) {
-	forEachKernel(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(5, 6))
-		for _, tc := range []gemmCase{
-			{m: 3, n: 4, k: 0, alpha: 1, beta: 0},
-			{m: 3, n: 4, k: 0, alpha: 1, beta: 2},
-			{m: 20, n: 30, k: 40, alpha: 0, beta: 0},
-			{m: 20, n: 30, k: 40, alpha: 0, beta: -1, padC: 3},
-		} {
-			tc.run(t, r)
-		}
-	})
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, tc := range []gemmCase{
+		{m: 3, n: 4, k: 0, alpha: 1, beta: 0},
+		{m: 3, n: 4, k: 0, alpha: 1, beta: 2},
+		{m: 20, n: 30, k: 40, alpha: 0, beta: 0},
+		{m: 20, n: 30, k: 40, alpha: 0, beta: -1, padC: 3},
+	} {
+		tc.run(t, r)
+	}
 }
 
 func TestSetKernel(t *testing.T) {
