@@ -45,18 +45,24 @@ func padPlane(src []float32, w, h, rx, ry int) []float32 {
 // in row-major order with products rounded to float32 before each add, on
 // every code path, so SIMD and pure-Go builds give the same bits.
 func Correlate(src []float32, w, h int, k []float32, kh, kw int) []float32 {
+	return correlateRect(src, w, h, k, kh, kw, 0, 0, w, h)
+}
+
+// correlateRect is Correlate computed only on the ow x oh rectangle at
+// (x0, y0): the same values, for callers that need part of the output.
+func correlateRect(src []float32, w, h int, k []float32, kh, kw, x0, y0, ow, oh int) []float32 {
 	ry, rx := kh/2, kw/2
 	pw := w + 2*rx
 	p := padPlane(src, w, h, rx, ry)
-	dst := make([]float32, w*h)
+	dst := make([]float32, ow*oh)
 	// Work items are pairs of rows, which the row kernel computes together.
-	parallel.For((h+1)/2, max(1, (1<<16)/max(1, 2*w*kh*kw)), func(lo, hi int) {
-		for y := 2 * lo; y < min(h, 2*hi); y += 2 {
+	parallel.For((oh+1)/2, max(1, (1<<16)/max(1, 2*ow*kh*kw)), func(lo, hi int) {
+		for y := 2 * lo; y < min(oh, 2*hi); y += 2 {
 			var out1 []float32
-			if y+1 < h {
-				out1 = dst[(y+1)*w : (y+2)*w]
+			if y+1 < oh {
+				out1 = dst[(y+1)*ow : (y+2)*ow]
 			}
-			correlateRows(dst[y*w:(y+1)*w], out1, p[y*pw:], pw, k, kh, kw)
+			correlateRows(dst[y*ow:(y+1)*ow], out1, p[(y0+y)*pw+x0:], pw, k, kh, kw)
 		}
 	})
 	return dst
@@ -101,8 +107,18 @@ func filter(pix []float32, w, h, c int, kp KernelParams) []float32 {
 
 // separable filters a plane with the outer product g x g: rows then columns.
 func separable(src []float32, w, h int, g []float32) []float32 {
-	t := Correlate(src, w, h, g, 1, len(g))
-	return Correlate(t, w, h, g, len(g), 1)
+	return separableRect(src, w, h, g, 0, 0, w, h)
+}
+
+// separableRect is separable computed only on the ow x oh rectangle at
+// (x0, y0). The row pass covers the rectangle's columns on the band of rows
+// the column pass reads; the band is clipped only at the plane's edges,
+// where reflecting inside it is reflecting inside the plane.
+func separableRect(src []float32, w, h int, g []float32, x0, y0, ow, oh int) []float32 {
+	r := len(g) / 2
+	b0, b1 := max(0, y0-r), min(h, y0+oh+r)
+	t := correlateRect(src, w, h, g, 1, len(g), x0, b0, ow, b1-b0)
+	return correlateRect(t, ow, b1-b0, g, len(g), 1, 0, y0-b0, ow, oh)
 }
 
 func toF32(v []float64) []float32 {

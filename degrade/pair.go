@@ -131,10 +131,13 @@ func cropHR(photo Photo, c *CropParams, o *Options) (*imageio.Image, error) {
 	if reg.Channels != 3 || reg.Validate() != nil {
 		return nil, fmt.Errorf("degrade: photo region is not a valid RGB image")
 	}
+	var hr *imageio.Image
 	if o.USM.Enabled {
-		reg.Pix = USM(reg.Pix, reg.Width, reg.Height, 3, o.USM)
+		hr = &imageio.Image{Width: s, Height: s, Channels: 3, BitDepth: 8,
+			Pix: usmRect(reg.Pix, reg.Width, reg.Height, 3, o.USM, ox, oy, s, s)}
+	} else {
+		hr = cropImage(reg, ox, oy, s, s)
 	}
-	hr := cropImage(reg, ox, oy, s, s)
 	augment(hr, c.HFlip, c.VFlip, c.Transpose)
 	return hr, nil
 }

@@ -229,6 +229,20 @@ func TestUSMBeforeCrop(t *testing.T) {
 			}
 		}
 	}
+	// On planes smaller than the kernel radius (reflection bounces), a
+	// rectangle of USM equals the same rectangle of the whole.
+	tiny := testPlanes(20, 15, 3, 12)
+	whole := USM(tiny, 20, 15, 3, o.USM)
+	part := usmRect(tiny, 20, 15, 3, o.USM, 3, 5, 9, 7)
+	for c := range 3 {
+		for y := range 7 {
+			for x := range 9 {
+				if a, b := part[(c*7+y)*9+x], whole[(c*15+y+5)*20+x+3]; a != b {
+					t.Fatalf("tiny plane: rect value %v, whole %v", a, b)
+				}
+			}
+		}
+	}
 	// USM sharpens: more energy in the residual of edges.
 	if meanAbsDiff(full, photo.Pix) == 0 {
 		t.Fatal("USM changed nothing")

@@ -7,29 +7,50 @@ package degrade
 // with weight blur(|r|*255 > Threshold), so flat regions keep their noise
 // level. Borders reflect.
 func USM(pix []float32, w, h, c int, o USMOptions) []float32 {
+	return usmRect(pix, w, h, c, o, 0, 0, w, h)
+}
+
+// usmRect is USM computed only on the ow x oh rectangle at (x0, y0), with
+// the same values: the blur and the mask are needed one kernel radius
+// around the rectangle, the soft mask only inside it.
+func usmRect(pix []float32, w, h, c int, o USMOptions, x0, y0, ow, oh int) []float32 {
 	k := usmSize(o)
 	g := toF32(GaussianKernel1D(k, 0.3*(float64(k-1)/2-1)+0.8))
+	r := k / 2
+	// E is where the mask is needed; clipped only at the plane's edges,
+	// so reflecting inside E is reflecting inside the plane.
+	ex0, ey0 := max(0, x0-r), max(0, y0-r)
+	ew, eh := min(w, x0+ow+r)-ex0, min(h, y0+oh+r)-ey0
 	n := w * h
-	out := make([]float32, n*c)
-	mask := make([]float32, n)
+	out := make([]float32, 0, ow*oh*c)
+	mask := make([]float32, ew*eh)
 	wt, th := float32(o.Weight), float32(o.Threshold)
 	for ch := range c {
 		img := pix[ch*n : (ch+1)*n]
-		blur := separable(img, w, h, g)
-		for i, v := range img {
-			r := v - blur[i]
-			blur[i] = r // reuse as the residual
-			if abs32(r)*255 > th {
-				mask[i] = 1
-			} else {
-				mask[i] = 0
+		res := separableRect(img, w, h, g, ex0, ey0, ew, eh)
+		for y := range eh {
+			src := img[(ey0+y)*w+ex0:][:ew]
+			row := res[y*ew : (y+1)*ew]
+			m := mask[y*ew : (y+1)*ew]
+			for x, v := range src {
+				d := v - row[x]
+				row[x] = d // the residual, in place of the blur
+				if abs32(d)*255 > th {
+					m[x] = 1
+				} else {
+					m[x] = 0
+				}
 			}
 		}
-		soft := separable(mask, w, h, g)
-		o := out[ch*n : (ch+1)*n]
-		for i, v := range img {
-			sharp := clamp01(v + wt*blur[i])
-			o[i] = soft[i]*sharp + (1-soft[i])*v
+		soft := separableRect(mask, ew, eh, g, x0-ex0, y0-ey0, ow, oh)
+		for y := range oh {
+			src := img[(y0+y)*w+x0:][:ow]
+			res := res[(y0-ey0+y)*ew+x0-ex0:][:ow]
+			sm := soft[y*ow : (y+1)*ow]
+			for x, v := range src {
+				sharp := clamp01(v + wt*res[x])
+				out = append(out, sm[x]*sharp+(1-sm[x])*v)
+			}
 		}
 	}
 	return out
