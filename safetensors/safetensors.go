@@ -190,14 +190,18 @@ func parseEntry(raw []byte, dataLen int) (Info, error) {
 	if size == 0 {
 		return Info{}, fmt.Errorf("unsupported dtype %q (want F32, F16 or BF16)", *e.DType)
 	}
-	numel := int64(1)
+	// Any tensor larger than the data is rejected below, so the element
+	// count saturates at limit instead of overflowing.
+	numel, limit := int64(1), int64(dataLen)+1
 	for _, d := range *e.Shape {
 		if d < 0 {
 			return Info{}, fmt.Errorf("negative dimension in shape %v", *e.Shape)
 		}
-		// Any tensor larger than the data is rejected below, so capping the
-		// product at dataLen+1 keeps it from overflowing.
-		numel = min(numel*min(d, int64(dataLen)+1), int64(dataLen)+1)
+		if d != 0 && numel > limit/d {
+			numel = limit
+		} else {
+			numel = min(numel*d, limit)
+		}
 		info.Shape = append(info.Shape, int(d))
 	}
 	if info.Shape == nil {

@@ -158,6 +158,7 @@ func TestMalformed(t *testing.T) {
 		{"unknown field", build(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}}`, d16[:4]), "unknown field"},
 		{"negative dim", build(`{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}`, d16[:4]), "negative"},
 		{"overflowing shape", build(`{"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,0]}}`, nil), "needs"},
+		{"saturating shape", build(`{"a":{"dtype":"F32","shape":[3037000500,3037000500,0,7],"data_offsets":[0,4]}}`, d16[:4]), "needs 0"},
 		{"fractional dim", build(`{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}`, d16[:4]), "malformed"},
 		{"bad offsets", build(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[4]}}`, d16[:4]), "want [begin, end]"},
 		{"reversed offsets", build(`{"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}}`, d16[:4]), "outside"},
