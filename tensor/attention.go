@@ -95,16 +95,8 @@ func (a *attnGeom) forward(q, k, v, out, lse []float32) {
 				gemm.Sgemm(false, true, nq, nk, a.dh, a.scale, q[qoff:], a.d, k[koff:], a.d, 0, s, nk)
 				for i := range nq {
 					row := s[i*nk : (i+1)*nk]
-					mx := m[i]
-					for _, x := range row {
-						mx = max(mx, x)
-					}
-					var sum float32
-					for j, x := range row {
-						e := flashExp(x - mx)
-						row[j] = e
-						sum += e
-					}
+					mx := max(m[i], rowMax(row))
+					sum := expShiftSum(row, mx)
 					if c := flashExp(m[i] - mx); c != 1 {
 						for j := range o[i*a.dh : (i+1)*a.dh] {
 							o[i*a.dh+j] *= c
@@ -211,11 +203,7 @@ func (b *attnBwd) block(sc [2][]float32, n, h, q0, q1, k0, k1 int, dq, dk, dv []
 			koff := (n*b.lk+ks)*d + h*dh
 			gemm.Sgemm(false, true, nq, nk, dh, b.scale, b.q[qoff:], d, b.k[koff:], d, 0, p, nk)
 			for i := range nq {
-				ls := b.lse[rows+i]
-				row := p[i*nk : (i+1)*nk]
-				for j, x := range row {
-					row[j] = flashExp(x - ls)
-				}
+				expShiftSum(p[i*nk:(i+1)*nk], b.lse[rows+i])
 			}
 			if dv != nil {
 				gemm.Sgemm(true, false, nk, dh, nq, 1, p, nk, b.g[qoff:], d, 1, dv[koff:], d)
@@ -239,6 +227,30 @@ func (b *attnBwd) block(sc [2][]float32, n, h, q0, q1, k0, k1 int, dq, dk, dv []
 			}
 		}
 	}
+}
+
+// rowMax returns the maximum of a non-empty x.
+func rowMax(x []float32) float32 {
+	done, m := maxVec(x)
+	if done == 0 {
+		m = x[0]
+	}
+	for _, v := range x[done:] {
+		m = max(m, v)
+	}
+	return m
+}
+
+// expShiftSum sets x[i] = e^(x[i]-shift) and returns the sum of the new x:
+// the exponentials of a softmax row, whose arguments are <= 0.
+func expShiftSum(x []float32, shift float32) float32 {
+	done, sum := expShiftSumVec(x, shift)
+	for i, v := range x[done:] {
+		e := flashExp(v - shift)
+		x[done+i] = e
+		sum += e
+	}
+	return sum
 }
 
 // flashExp is e^x in float32 to about 2 ulp, several times faster than
