@@ -211,3 +211,45 @@ func TestReadNPY(t *testing.T) {
 		t.Errorf("AGGD grid: %d values from %v to %v", len(m.gam), m.gam[0], m.gam[len(m.gam)-1])
 	}
 }
+
+// TestNearestMatchesScan checks the searched AGGD argmin against a plain
+// scan of the whole grid, including grid values themselves (ties), points
+// between them, out-of-range and non-finite inputs.
+func TestNearestMatchesScan(t *testing.T) {
+	m, err := loadNIQE()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.monotone {
+		t.Fatal("AGGD ratio grid is not strictly increasing")
+	}
+	xs := []float64{-1, 0, 2, math.NaN(), math.Inf(1), math.Inf(-1)}
+	for i := 0; i < len(m.rgam); i += 97 {
+		xs = append(xs, m.rgam[i])
+		if i+1 < len(m.rgam) {
+			mid := (m.rgam[i] + m.rgam[i+1]) / 2
+			xs = append(xs, mid, math.Nextafter(mid, 0), math.Nextafter(mid, 1))
+		}
+	}
+	scan := func(x float64) int {
+		pos, best := 0, math.Abs(m.rgam[0]-x)
+		if math.IsNaN(best) {
+			return 0
+		}
+		for i, r := range m.rgam {
+			d := math.Abs(r - x)
+			if math.IsNaN(d) {
+				return i
+			}
+			if d < best {
+				best, pos = d, i
+			}
+		}
+		return pos
+	}
+	for _, x := range xs {
+		if got, want := m.nearest(x), scan(x); got != want {
+			t.Errorf("nearest(%v) = %d, scan gives %d", x, got, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"sync"
 
 	"gonum.org/v1/gonum/mat"
@@ -56,6 +57,9 @@ type niqeModel struct {
 	window [49]float64 // 7x7 MSCN window, float32 values widened
 	gam    []float64   // AGGD shape grid
 	rgam   []float64   // generalized Gaussian ratio for each grid value
+	// monotone records that rgam is strictly increasing, which lets
+	// nearest search it instead of scanning all 9801 values.
+	monotone bool
 }
 
 var (
@@ -85,6 +89,10 @@ func loadNIQE() (*niqeModel, error) {
 		}
 		m.window = niqeWindow()
 		m.gam, m.rgam = aggdGrid()
+		m.monotone = true
+		for i := 1; i < len(m.rgam); i++ {
+			m.monotone = m.monotone && m.rgam[i] > m.rgam[i-1]
+		}
 		niqeMod = m
 	})
 	return niqeMod, niqeErr
@@ -334,25 +342,38 @@ func (m *niqeModel) aggd(x []float64) (alpha, betaL, betaR float64) {
 	g2 := g * g
 	den := g2 + 1
 	rnorm := (rhat * (g2*g + 1) * (g + 1)) / (den * den)
-	// argmin of |r - rnorm|: first minimum; NaN counts as the minimum.
-	pos := 0
-	best := math.Abs(m.rgam[0] - rnorm)
-	if !math.IsNaN(best) {
-		for i := 1; i < len(m.rgam); i++ {
-			d := math.Abs(m.rgam[i] - rnorm)
-			if math.IsNaN(d) {
-				pos = i
-				break
-			}
-			if d < best {
-				best, pos = d, i
-			}
-		}
-	}
+	pos := m.nearest(rnorm)
 	alpha = m.gam[pos]
 	inv := 1 / alpha
 	c := math.Sqrt(math.Exp(lgamma(inv) - lgamma(inv*3)))
 	return alpha, lstd * c, rstd * c
+}
+
+// nearest returns torch.argmin(|rgam - x|): the first index of the
+// minimum, with NaN counting as the minimum (so a NaN or infinite x gives 0). The grid
+// is strictly increasing (checked when it is built), so the minimum lies
+// next to x's insertion point; a short scan around it applies the exact
+// comparison rules.
+func (m *niqeModel) nearest(x float64) int {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return 0 // every distance is NaN or +Inf: the first wins
+	}
+	if !m.monotone {
+		return argminAbs(m.rgam, x, 0, len(m.rgam))
+	}
+	k := sort.SearchFloat64s(m.rgam, x)
+	return argminAbs(m.rgam, x, max(0, k-4), min(len(m.rgam), k+4))
+}
+
+// argminAbs is the first index in [lo, hi) minimising |r[i] - x|.
+func argminAbs(r []float64, x float64, lo, hi int) int {
+	pos, best := lo, math.Abs(r[lo]-x)
+	for i := lo + 1; i < hi; i++ {
+		if d := math.Abs(r[i] - x); d < best {
+			best, pos = d, i
+		}
+	}
+	return pos
 }
 
 // distance fits the multivariate Gaussian to the block features (NaN
