@@ -115,6 +115,24 @@ func AttachLoRA(p *Params, cfg LoRAConfig) ([]string, error) {
 	return names, nil
 }
 
+// MergeLoRA merges every adapter under p into its base weight (for export
+// or fast inference) and returns how many it merged.
+func MergeLoRA(p *Params) int { return eachLoRA(p, (*LoRA).Merge) }
+
+// UnmergeLoRA undoes MergeLoRA and returns how many adapters it unmerged.
+func UnmergeLoRA(p *Params) int { return eachLoRA(p, (*LoRA).Unmerge) }
+
+func eachLoRA(p *Params, f func(*LoRA)) int {
+	n := 0
+	for _, m := range p.reg.modules {
+		if l := m.lora(); l != nil && strings.HasPrefix(m.name, p.prefix) {
+			f(l)
+			n++
+		}
+	}
+	return n
+}
+
 func (m module) lora() *LoRA {
 	switch l := m.layer.(type) {
 	case *Linear:

@@ -55,7 +55,9 @@ func TestLoRALinearMergeMatchesAdapter(t *testing.T) {
 		t.Fatal("adapter with non-zero B has no effect")
 	}
 	w0 := slices.Clone(b.q.Weight.Data)
-	l.Merge()
+	if n := MergeLoRA(p.Sub("transformer_blocks.0")); n != 3 {
+		t.Errorf("MergeLoRA merged %d adapters, want 3", n)
+	}
 	l.Merge() // no-op
 	merged := b.q.Forward(x)
 	if d := maxAbsDiff(merged.Data, adapted.Data); d > 1e-5 {
@@ -74,7 +76,9 @@ func TestLoRALinearMergeMatchesAdapter(t *testing.T) {
 			}
 		}
 	}
-	l.Unmerge()
+	if n := UnmergeLoRA(p); n != 3 || l.Merged() {
+		t.Fatalf("UnmergeLoRA handled %d adapters, to_q merged %v", n, l.Merged())
+	}
 	if d := maxAbsDiff(b.q.Weight.Data, w0); d > 1e-6 {
 		t.Errorf("unmerge leaves the weight off by %g", d)
 	}
