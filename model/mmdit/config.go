@@ -1,0 +1,87 @@
+package mmdit
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+)
+
+// Config names every size of the transformer. JSON tags are those of
+// diffusers' SD3Transformer2DModel config.json, so a real SD3 config loads
+// as is; ContextTokens is tsdsr's own: the number of learned prompt tokens
+// of a prior that has no text encoder (0 when the prompt is supplied).
+type Config struct {
+	SampleSize           int `json:"sample_size"`
+	PatchSize            int `json:"patch_size"`
+	InChannels           int `json:"in_channels"`
+	NumLayers            int `json:"num_layers"`
+	AttentionHeadDim     int `json:"attention_head_dim"`
+	NumAttentionHeads    int `json:"num_attention_heads"`
+	JointAttentionDim    int `json:"joint_attention_dim"`
+	CaptionProjectionDim int `json:"caption_projection_dim"`
+	PooledProjectionDim  int `json:"pooled_projection_dim"`
+	OutChannels          int `json:"out_channels"`
+	PosEmbedMaxSize      int `json:"pos_embed_max_size"`
+	ContextTokens        int `json:"context_tokens,omitempty"`
+}
+
+// SD3Medium is the configuration of Stable Diffusion 3 medium's transformer
+// (about 2 B parameters).
+func SD3Medium() Config {
+	return Config{SampleSize: 128, PatchSize: 2, InChannels: 16, NumLayers: 24, AttentionHeadDim: 64,
+		NumAttentionHeads: 24, JointAttentionDim: 4096, CaptionProjectionDim: 1536,
+		PooledProjectionDim: 2048, OutChannels: 16, PosEmbedMaxSize: 192}
+}
+
+// Small is tsdsr's prior: SD3's design at a width two CPU cores can train.
+func Small() Config {
+	return Config{SampleSize: 32, PatchSize: 2, InChannels: 16, NumLayers: 8, AttentionHeadDim: 64,
+		NumAttentionHeads: 4, JointAttentionDim: 256, CaptionProjectionDim: 256,
+		PooledProjectionDim: 256, OutChannels: 16, PosEmbedMaxSize: 96, ContextTokens: 8}
+}
+
+// Hidden is the transformer width (heads x head dim).
+func (c Config) Hidden() int { return c.NumAttentionHeads * c.AttentionHeadDim }
+
+// Validate checks that the sizes fit together.
+func (c Config) Validate() error {
+	pos := map[string]int{"sample_size": c.SampleSize, "patch_size": c.PatchSize, "in_channels": c.InChannels,
+		"num_layers": c.NumLayers, "attention_head_dim": c.AttentionHeadDim, "num_attention_heads": c.NumAttentionHeads,
+		"joint_attention_dim": c.JointAttentionDim, "pooled_projection_dim": c.PooledProjectionDim,
+		"out_channels": c.OutChannels, "pos_embed_max_size": c.PosEmbedMaxSize}
+	for k, v := range pos {
+		if v <= 0 {
+			return fmt.Errorf("mmdit: config %s = %d, must be positive", k, v)
+		}
+	}
+	if c.CaptionProjectionDim != c.Hidden() {
+		return fmt.Errorf("mmdit: caption_projection_dim %d must equal heads x head dim = %d", c.CaptionProjectionDim, c.Hidden())
+	}
+	if c.SampleSize%c.PatchSize != 0 || c.SampleSize/c.PatchSize > c.PosEmbedMaxSize {
+		return fmt.Errorf("mmdit: sample_size %d does not fit patch %d and position grid %d", c.SampleSize, c.PatchSize, c.PosEmbedMaxSize)
+	}
+	if c.Hidden()%4 != 0 {
+		return fmt.Errorf("mmdit: hidden size %d must be a multiple of 4 (2-D sin-cos positions)", c.Hidden())
+	}
+	if c.ContextTokens < 0 {
+		return fmt.Errorf("mmdit: context_tokens %d < 0", c.ContextTokens)
+	}
+	return nil
+}
+
+// LoadConfig reads a JSON config (a diffusers config.json works; unknown
+// keys such as "_class_name" are ignored).
+func LoadConfig(path string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("mmdit: %s: %w", path, err)
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
