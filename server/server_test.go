@@ -444,3 +444,26 @@ func TestLoadTestSmall(t *testing.T) {
 	}
 	t.Log(rep)
 }
+
+// panicky is a broken model.
+type panicky struct{}
+
+func (panicky) Name() string { return "panicky" }
+func (panicky) Scale() int   { return 4 }
+func (panicky) Upscale(context.Context, *imageio.Image) (*imageio.Image, error) {
+	panic("broken model")
+}
+
+func TestModelPanicIs500AndFreesTheWorker(t *testing.T) {
+	s, _ := newServer(t, Config{Upscaler: panicky{}, Workers: 1, Queue: -1})
+	body := encode(t, noiseImage(4, 4, 10), "png")
+	for range 2 { // the second request needs the worker the first one held
+		w := do(t, s, "POST", "/v1/upscale", "", body)
+		if w.Code != 500 || !strings.Contains(w.Body.String(), `"internal"`) {
+			t.Fatalf("%d %s", w.Code, w.Body)
+		}
+	}
+	if n := s.metrics.running.Load(); n != 0 {
+		t.Errorf("%d jobs still counted as running", n)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -99,12 +100,9 @@ func (s *Server) upscale(w http.ResponseWriter, r *http.Request) {
 		s.cancelled(w, r, ctx)
 		return
 	}
-	s.metrics.running.Add(1)
 	start := time.Now()
-	out, err := p.UpscaleImage(ctx, in)
+	out, err := s.run(ctx, p, in)
 	elapsed := time.Since(start)
-	s.metrics.running.Add(-1)
-	<-s.work
 	if err != nil {
 		if ctx.Err() != nil {
 			s.cancelled(w, r, ctx)
@@ -136,6 +134,21 @@ func (s *Server) upscale(w http.ResponseWriter, r *http.Request) {
 	h.Set("Server-Timing", fmt.Sprintf("upscale;dur=%.1f", ms))
 	w.WriteHeader(http.StatusOK)
 	w.Write(buf.Bytes())
+}
+
+// run upscales in on the worker slot the caller holds, releasing it even
+// if the model panics (reported as an error: a 500, not a dead worker).
+func (s *Server) run(ctx context.Context, p *sr.Pipeline, in *imageio.Image) (out *imageio.Image, err error) {
+	s.metrics.running.Add(1)
+	defer func() {
+		s.metrics.running.Add(-1)
+		<-s.work
+		if v := recover(); v != nil {
+			s.log.Error("model panicked", "panic", v, "stack", string(debug.Stack()))
+			out, err = nil, fmt.Errorf("model panicked: %v", v)
+		}
+	}()
+	return p.UpscaleImage(ctx, in)
 }
 
 // cancelled answers a job stopped by its context: the client left (nothing
