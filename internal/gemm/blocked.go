@@ -9,7 +9,7 @@ import (
 
 // microKernel is the signature of a register-tiled inner kernel; see
 // path.micro.
-type microKernel func(kc int, a, b, c unsafe.Pointer, ldc int, beta float32)
+type microKernel func(kc int, a, b unsafe.Pointer, ldb int, c unsafe.Pointer, ldc int, beta float32)
 
 // Cache blocking, sized for a core with 32 KiB L1d and 512 KiB L2 (AMD Zen 3)
 // or larger:
@@ -28,6 +28,12 @@ var (
 	ncBlock      = 4096
 	mcOuterBlock = 4096
 )
+
+// directBRows is the largest m for which an untransposed B is read in place
+// instead of packed: with few rows of A each B element is used only m times,
+// so copying it costs as much as the arithmetic (convolution forward passes:
+// m = output channels, n = pixels).
+var directBRows = 192
 
 // parallelWork is the m*n*k above which the blocked loop uses several
 // goroutines: below it, goroutine start-up costs more than it saves.
@@ -73,6 +79,7 @@ func blocked(p *path, transA, transB bool, m, n, k int, alpha float32, a []float
 	ap, bp := *bufA, *bufB
 
 	threaded := m*n*k >= parallelWork && parallel.Threads() > 1
+	directB := !transB && m <= directBRows
 	run := func(count, grain int, fn func(lo, hi int)) {
 		if threaded {
 			parallel.For(count, grain, fn)
@@ -93,6 +100,9 @@ func blocked(p *path, transA, transB bool, m, n, k int, alpha float32, a []float
 			run(nPanels, 8, func(lo, hi int) {
 				for q := lo; q < hi; q++ {
 					j0 := q * nr
+					if directB && j0+nr <= nb {
+						continue // read in place by macro
+					}
 					packB(bp[q*nr*kb:(q+1)*nr*kb], nr, transB, b, ldb, pc, kb, jc+j0, min(nr, nb-j0))
 				}
 			})
@@ -111,7 +121,11 @@ func blocked(p *path, transA, transB bool, m, n, k int, alpha float32, a []float
 					for t := lo; t < hi; t++ {
 						i0 := (t / colTasks) * mc
 						j0 := (t % colTasks) * nct
-						macro(p, kb, ap[i0*kb:], bp[j0*kb:], min(mc, mb-i0), min(nct, nb-j0), c[(ic+i0)*ldc+jc+j0:], ldc, bet)
+						bd := bsrc{packed: bp[j0*kb:]}
+						if directB {
+							bd.direct, bd.ld = b[pc*ldb+jc+j0:], ldb
+						}
+						macro(p, kb, ap[i0*kb:], bd, min(mc, mb-i0), min(nct, nb-j0), c[(ic+i0)*ldc+jc+j0:], ldc, bet)
 					}
 				})
 			}
@@ -119,23 +133,34 @@ func blocked(p *path, transA, transB bool, m, n, k int, alpha float32, a []float
 	}
 }
 
-// macro multiplies an mb-row packed A block by an nb-column packed B block
-// (both kb deep) into C, one register tile at a time. Tiles that stick out
-// of C go through a local buffer.
-func macro(p *path, kb int, ap, bp []float32, mb, nb int, c []float32, ldc int, beta float32) {
+// bsrc says where macro finds B: packed panels, or (when direct is set)
+// full-width panels in place in the caller's B with row stride ld, only the
+// ragged last panel being packed.
+type bsrc struct {
+	packed, direct []float32
+	ld             int
+}
+
+// macro multiplies an mb-row packed A block by an nb-column B block (both kb
+// deep) into C, one register tile at a time. Tiles that stick out of C go
+// through a local buffer.
+func macro(p *path, kb int, ap []float32, bs bsrc, mb, nb int, c []float32, ldc int, beta float32) {
 	mr, nr := p.mr, p.nr
 	var tmp [maxTile]float32
 	for j := 0; j < nb; j += nr {
-		bPanel := unsafe.Pointer(&bp[j*kb])
 		nv := min(nr, nb-j)
+		bPanel, ldb := unsafe.Pointer(&bs.packed[j*kb]), nr
+		if bs.direct != nil && nv == nr {
+			bPanel, ldb = unsafe.Pointer(&bs.direct[j]), bs.ld
+		}
 		for i := 0; i < mb; i += mr {
 			aPanel := unsafe.Pointer(&ap[i*kb])
 			mv := min(mr, mb-i)
 			if mv == mr && nv == nr {
-				p.micro(kb, aPanel, bPanel, unsafe.Pointer(&c[i*ldc+j]), ldc, beta)
+				p.micro(kb, aPanel, bPanel, ldb, unsafe.Pointer(&c[i*ldc+j]), ldc, beta)
 				continue
 			}
-			p.micro(kb, aPanel, bPanel, unsafe.Pointer(&tmp[0]), nr, 0)
+			p.micro(kb, aPanel, bPanel, ldb, unsafe.Pointer(&tmp[0]), nr, 0)
 			for ii := 0; ii < mv; ii++ {
 				ci := c[(i+ii)*ldc+j : (i+ii)*ldc+j+nv]
 				ti := tmp[ii*nr : ii*nr+nv]

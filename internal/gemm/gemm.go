@@ -9,12 +9,14 @@
 // (Float32x8 FMA) when built with GOEXPERIMENT=simd on amd64, else plain Go.
 // The work is split over the worker pool of internal/parallel.
 //
-// SetKernel forces one path (tests and benchmarks use it to cover every path
-// the machine offers, including gonum's blas32 for comparison).
+// SetKernel, or the TSDSR_GEMM_KERNEL environment variable, forces one path
+// (tests and benchmarks use it to cover every path the machine offers,
+// including gonum's blas32 for comparison).
 package gemm
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"sync/atomic"
 )
@@ -124,6 +126,11 @@ var current atomic.Pointer[path]
 func init() {
 	paths = append(append(asmPaths(), simdPaths()...), goPath, gonumPath)
 	current.Store(paths[0])
+	if name := os.Getenv("TSDSR_GEMM_KERNEL"); name != "" {
+		if _, err := SetKernel(name); err != nil {
+			fmt.Fprintln(os.Stderr, err, "- using", Kernel())
+		}
+	}
 }
 
 // Kernels lists the names of the paths usable on this machine, fastest

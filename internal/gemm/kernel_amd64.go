@@ -24,9 +24,9 @@ func asmPaths() []*path {
 // microAVX2 is the 6x16 AVX2+FMA micro-kernel (see path.micro).
 //
 //go:noescape
-func microAVX2(kc int, a, b, c unsafe.Pointer, ldc int, beta float32)
+func microAVX2(kc int, a, b unsafe.Pointer, ldb int, c unsafe.Pointer, ldc int, beta float32)
 
 // microAVX512 is the 8x32 AVX-512F micro-kernel (see path.micro).
 //
 //go:noescape
-func microAVX512(kc int, a, b, c unsafe.Pointer, ldc int, beta float32)
+func microAVX512(kc int, a, b unsafe.Pointer, ldb int, c unsafe.Pointer, ldc int, beta float32)

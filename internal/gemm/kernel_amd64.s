@@ -4,19 +4,22 @@
 
 // Micro-kernels in Go assembly: C[mr x nr] = acc or beta*C + acc, where acc
 // is the product of a packed kc x mr A panel and a packed kc x nr B panel.
-// Arguments (ABI0): kc+0, a+8, b+16, c+24, ldc+32 (in floats), beta+40.
+// Arguments (ABI0): kc+0, a+8, b+16, ldb+24 (B row advance per k step, in
+// floats: nr for a packed panel), c+32, ldc+40 (in floats), beta+48.
 // Every accumulator stays in a register for the whole k loop and the FMAs
 // accumulate in place (VFMADD231PS), which the Go compiler's archsimd code
 // generation does not achieve (see doc.go of this package).
 
-// func microAVX2(kc int, a, b, c unsafe.Pointer, ldc int, beta float32)
+// func microAVX2(kc int, a, b unsafe.Pointer, ldb int, c unsafe.Pointer, ldc int, beta float32)
 // 6x16 tile: Y4..Y15 accumulate, Y0/Y1 hold the B row, Y2/Y3 broadcasts.
-TEXT ·microAVX2(SB), NOSPLIT, $0-44
+TEXT ·microAVX2(SB), NOSPLIT, $0-52
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+16(FP), DI
-	MOVQ c+24(FP), DX
-	MOVQ ldc+32(FP), R8
+	MOVQ ldb+24(FP), R9
+	SHLQ $2, R9
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
 	SHLQ $2, R8
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
@@ -55,16 +58,16 @@ avx2loop:
 	VFMADD231PS Y0, Y3, Y14
 	VFMADD231PS Y1, Y3, Y15
 	ADDQ $24, SI
-	ADDQ $64, DI
+	ADDQ R9, DI
 	DECQ CX
 	JNZ avx2loop
 
 avx2done:
 	// beta == 0 (either sign) stores without reading C.
-	MOVL beta+40(FP), AX
+	MOVL beta+48(FP), AX
 	ANDL $0x7fffffff, AX
 	JZ avx2store
-	VBROADCASTSS beta+40(FP), Y0
+	VBROADCASTSS beta+48(FP), Y0
 
 #define ROW8BETA(r0, r1) \
 	VFMADD231PS (DX), Y0, r0; \
@@ -97,15 +100,17 @@ avx2store:
 	VZEROUPPER
 	RET
 
-// func microAVX512(kc int, a, b, c unsafe.Pointer, ldc int, beta float32)
+// func microAVX512(kc int, a, b unsafe.Pointer, ldb int, c unsafe.Pointer, ldc int, beta float32)
 // 8x32 tile: Z16..Z31 accumulate, Z0/Z1 hold the B row; A elements are
 // broadcast straight from memory by the FMA ({1to16} embedded broadcast).
-TEXT ·microAVX512(SB), NOSPLIT, $0-44
+TEXT ·microAVX512(SB), NOSPLIT, $0-52
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+16(FP), DI
-	MOVQ c+24(FP), DX
-	MOVQ ldc+32(FP), R8
+	MOVQ ldb+24(FP), R9
+	SHLQ $2, R9
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
 	SHLQ $2, R8
 	VPXORD Z16, Z16, Z16
 	VPXORD Z17, Z17, Z17
@@ -146,15 +151,15 @@ avx512loop:
 	VFMADD231PS.BCST 28(SI), Z0, Z30
 	VFMADD231PS.BCST 28(SI), Z1, Z31
 	ADDQ $32, SI
-	ADDQ $128, DI
+	ADDQ R9, DI
 	DECQ CX
 	JNZ avx512loop
 
 avx512done:
-	MOVL beta+40(FP), AX
+	MOVL beta+48(FP), AX
 	ANDL $0x7fffffff, AX
 	JZ avx512store
-	VBROADCASTSS beta+40(FP), Z0
+	VBROADCASTSS beta+48(FP), Z0
 
 #define ROW16BETA(r0, r1) \
 	VFMADD231PS (DX), Z0, r0; \

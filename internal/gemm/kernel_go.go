@@ -8,14 +8,14 @@ import "unsafe"
 // makes every load sequential.
 var goPath = &path{name: "go", mr: 4, nr: 4, micro: microGo4x4}
 
-func microGo4x4(kc int, a, b, c unsafe.Pointer, ldc int, beta float32) {
+func microGo4x4(kc int, a, b unsafe.Pointer, ldb int, c unsafe.Pointer, ldc int, beta float32) {
 	as := unsafe.Slice((*float32)(a), kc*4)
-	bs := unsafe.Slice((*float32)(b), kc*4)
+	bs := unsafe.Slice((*float32)(b), (kc-1)*ldb+4)
 	var c00, c01, c02, c03, c10, c11, c12, c13 float32
 	var c20, c21, c22, c23, c30, c31, c32, c33 float32
 	for p := 0; p < kc; p++ {
 		ap := as[p*4 : p*4+4 : p*4+4]
-		bp := bs[p*4 : p*4+4 : p*4+4]
+		bp := bs[p*ldb : p*ldb+4 : p*ldb+4]
 		b0, b1, b2, b3 := bp[0], bp[1], bp[2], bp[3]
 		a0 := ap[0]
 		c00 += a0 * b0

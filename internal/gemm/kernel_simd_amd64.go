@@ -27,9 +27,9 @@ func simdPaths() []*path {
 // function with no float arguments: a float32 live across the loop is
 // reloaded with a legacy-SSE MOVSS, and mixing that with dirty YMM state made
 // the loop 40x slower.
-func microSimd256(kc int, a, b, c unsafe.Pointer, ldc int, beta float32) {
+func microSimd256(kc int, a, b unsafe.Pointer, ldb int, c unsafe.Pointer, ldc int, beta float32) {
 	var t [4 * 16]float32
-	loopSimd256(kc, a, b, &t)
+	loopSimd256(kc, a, b, uintptr(ldb)*4, &t)
 	finishTile(t[:], 4, 16, c, ldc, beta)
 }
 
@@ -41,7 +41,7 @@ func bc8(p unsafe.Pointer, off uintptr) archsimd.Float32x8 {
 	return archsimd.BroadcastFloat32x8(*(*float32)(unsafe.Add(p, off)))
 }
 
-func loopSimd256(kc int, a, b unsafe.Pointer, t *[64]float32) {
+func loopSimd256(kc int, a, b unsafe.Pointer, sb uintptr, t *[64]float32) {
 	var c00, c01, c10, c11, c20, c21, c30, c31 archsimd.Float32x8
 	for ; kc > 0; kc-- {
 		b0 := ld8(b, 0)
@@ -59,7 +59,7 @@ func loopSimd256(kc int, a, b unsafe.Pointer, t *[64]float32) {
 		c30 = x.MulAdd(b0, c30)
 		c31 = x.MulAdd(b1, c31)
 		a = unsafe.Add(a, 16)
-		b = unsafe.Add(b, 64)
+		b = unsafe.Add(b, sb)
 	}
 	c00.Store((*[8]float32)(t[0:8]))
 	c01.Store((*[8]float32)(t[8:16]))
@@ -72,9 +72,9 @@ func loopSimd256(kc int, a, b unsafe.Pointer, t *[64]float32) {
 }
 
 // microSimd512 is the 8x32 archsimd kernel.
-func microSimd512(kc int, a, b, c unsafe.Pointer, ldc int, beta float32) {
+func microSimd512(kc int, a, b unsafe.Pointer, ldb int, c unsafe.Pointer, ldc int, beta float32) {
 	var t [8 * 32]float32
-	loopSimd512(kc, a, b, &t)
+	loopSimd512(kc, a, b, uintptr(ldb)*4, &t)
 	finishTile(t[:], 8, 32, c, ldc, beta)
 }
 
@@ -86,7 +86,7 @@ func bc16(p unsafe.Pointer, off uintptr) archsimd.Float32x16 {
 	return archsimd.BroadcastFloat32x16(*(*float32)(unsafe.Add(p, off)))
 }
 
-func loopSimd512(kc int, a, b unsafe.Pointer, t *[256]float32) {
+func loopSimd512(kc int, a, b unsafe.Pointer, sb uintptr, t *[256]float32) {
 	var c00, c01, c10, c11, c20, c21, c30, c31 archsimd.Float32x16
 	var c40, c41, c50, c51, c60, c61, c70, c71 archsimd.Float32x16
 	for ; kc > 0; kc-- {
@@ -117,7 +117,7 @@ func loopSimd512(kc int, a, b unsafe.Pointer, t *[256]float32) {
 		c70 = x.MulAdd(b0, c70)
 		c71 = x.MulAdd(b1, c71)
 		a = unsafe.Add(a, 32)
-		b = unsafe.Add(b, 128)
+		b = unsafe.Add(b, sb)
 	}
 	for i, v := range [16]archsimd.Float32x16{c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71} {
 		v.Store((*[16]float32)(t[i*16 : i*16+16]))

@@ -19,7 +19,7 @@ func BenchmarkMicro(b *testing.B) {
 				a[i] = 1
 			}
 			for range b.N {
-				p.micro(kc, unsafe.Pointer(&a[0]), unsafe.Pointer(&bb[0]), unsafe.Pointer(&c[0]), p.nr, 1)
+				p.micro(kc, unsafe.Pointer(&a[0]), unsafe.Pointer(&bb[0]), p.nr, unsafe.Pointer(&c[0]), p.nr, 1)
 			}
 			b.ReportMetric(2*float64(kc*p.mr*p.nr)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
