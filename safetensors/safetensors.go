@@ -73,12 +73,16 @@ type File struct {
 	// Metadata is the optional "__metadata__" string map (nil when absent).
 	Metadata map[string]string
 
-	names []string // sorted
-	infos map[string]Info
-	data  []byte // the data section, aliasing the parsed bytes
+	names   []string // sorted
+	infos   map[string]Info
+	dataLen int
+	data    []byte   // the data section, aliasing the parsed bytes (Parse, Load)
+	file    *os.File // or the open file it is read from (Open)
+	dataOff int64    // offset of the data section in file
 }
 
-// Load reads and parses the safetensors file at path.
+// Load reads the whole safetensors file at path into memory and parses it.
+// For checkpoints of gigabytes, Open avoids holding the raw file in memory.
 func Load(path string) (*File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -99,17 +103,75 @@ func Parse(b []byte) (*File, error) {
 		return nil, fmt.Errorf("safetensors: file of %d bytes is shorter than the 8-byte header length", len(b))
 	}
 	n := binary.LittleEndian.Uint64(b)
-	if n > MaxHeader {
-		return nil, fmt.Errorf("safetensors: header length %d exceeds the %d-byte limit", n, MaxHeader)
+	if err := checkHeaderLen(n, int64(len(b))); err != nil {
+		return nil, err
 	}
-	if n > uint64(len(b)-8) {
-		return nil, fmt.Errorf("safetensors: header length %d but only %d bytes follow (truncated file?)", n, len(b)-8)
-	}
-	f := &File{infos: map[string]Info{}, data: b[8+n:]}
+	f := &File{infos: map[string]Info{}, data: b[8+n:], dataLen: len(b) - 8 - int(n)}
 	if err := f.parseHeader(b[8 : 8+n]); err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+// Open parses the header of the safetensors file at path and keeps the file
+// open: tensors are read from disk when asked for, so loading a checkpoint
+// costs only the float32 copies. Close the File when done.
+func Open(path string) (_ *File, err error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			fh.Close()
+			err = fmt.Errorf("%s: %w", path, err)
+		}
+	}()
+	st, err := fh.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := st.Size()
+	var lenBuf [8]byte
+	if size < 8 {
+		return nil, fmt.Errorf("safetensors: file of %d bytes is shorter than the 8-byte header length", size)
+	}
+	if _, err := fh.ReadAt(lenBuf[:], 0); err != nil {
+		return nil, err
+	}
+	n := binary.LittleEndian.Uint64(lenBuf[:])
+	if err := checkHeaderLen(n, size); err != nil {
+		return nil, err
+	}
+	h := make([]byte, n)
+	if _, err := fh.ReadAt(h, 8); err != nil {
+		return nil, err
+	}
+	f := &File{infos: map[string]Info{}, file: fh, dataOff: 8 + int64(n), dataLen: int(size - 8 - int64(n))}
+	if err := f.parseHeader(h); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Close releases the file of a File made by Open; it does nothing for one
+// made by Load or Parse.
+func (f *File) Close() error {
+	if f.file == nil {
+		return nil
+	}
+	return f.file.Close()
+}
+
+// checkHeaderLen validates the header length n of a file of total bytes.
+func checkHeaderLen(n uint64, total int64) error {
+	if n > MaxHeader {
+		return fmt.Errorf("safetensors: header length %d exceeds the %d-byte limit", n, MaxHeader)
+	}
+	if n > uint64(total-8) {
+		return fmt.Errorf("safetensors: header length %d but only %d bytes follow (truncated file?)", n, total-8)
+	}
+	return nil
 }
 
 // tensorEntry is one tensor's header record; pointers detect absent fields.
@@ -152,7 +214,7 @@ func (f *File) parseHeader(h []byte) error {
 			}
 			continue
 		}
-		info, err := parseEntry(raw, len(f.data))
+		info, err := parseEntry(raw, f.dataLen)
 		if err != nil {
 			return fmt.Errorf("safetensors: tensor %q: %v", name, err)
 		}
@@ -245,8 +307,8 @@ func (f *File) checkLayout() error {
 		}
 		pos, prev = in.End, name
 	}
-	if pos != len(f.data) {
-		return fmt.Errorf("safetensors: data section has %d bytes, tensors cover %d", len(f.data), pos)
+	if pos != f.dataLen {
+		return fmt.Errorf("safetensors: data section has %d bytes, tensors cover %d", f.dataLen, pos)
 	}
 	return nil
 }
@@ -267,7 +329,9 @@ func (f *File) Tensor(name string) (*tensor.Tensor, error) {
 		return nil, fmt.Errorf("safetensors: no tensor %q", name)
 	}
 	t := tensor.New(in.Shape...)
-	decode(t.Data, in.DType, f.data[in.Begin:in.End])
+	if err := f.read(name, in, t.Data); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -282,7 +346,26 @@ func (f *File) ReadInto(name string, dst []float32) error {
 	if n := (in.End - in.Begin) / in.DType.Size(); n != len(dst) {
 		return fmt.Errorf("safetensors: tensor %q has %d elements, destination %d", name, n, len(dst))
 	}
-	decode(dst, in.DType, f.data[in.Begin:in.End])
+	return f.read(name, in, dst)
+}
+
+// read converts the tensor described by in into dst, from memory or, for an
+// opened file, in chunks read from disk.
+func (f *File) read(name string, in Info, dst []float32) error {
+	if f.file == nil {
+		decode(dst, in.DType, f.data[in.Begin:in.End])
+		return nil
+	}
+	size := in.DType.Size()
+	const chunk = 1 << 20 // elements per read
+	buf := make([]byte, min(len(dst), chunk)*size)
+	for i := 0; i < len(dst); i += chunk {
+		k := min(chunk, len(dst)-i)
+		if _, err := f.file.ReadAt(buf[:k*size], f.dataOff+int64(in.Begin+i*size)); err != nil {
+			return fmt.Errorf("safetensors: reading tensor %q: %w", name, err)
+		}
+		decode(dst[i:i+k], in.DType, buf[:k*size])
+	}
 	return nil
 }
 

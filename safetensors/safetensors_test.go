@@ -3,10 +3,12 @@ package safetensors
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -166,7 +168,8 @@ func TestMalformed(t *testing.T) {
 		{"garbage after json", build(`{} x`, nil), "trailing bytes"},
 		{"bad utf8", build("{\"\xff\":1}", nil), "UTF-8"},
 	}
-	for _, tc := range cases {
+	dir := t.TempDir()
+	for i, tc := range cases {
 		_, err := Parse(tc.file)
 		if err == nil {
 			t.Errorf("%s: no error", tc.name)
@@ -175,6 +178,17 @@ func TestMalformed(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %q does not mention %q", tc.name, err, tc.want)
 		}
+		// Open, which reads the header from disk, agrees.
+		path := filepath.Join(dir, fmt.Sprintf("%d.safetensors", i))
+		if err := os.WriteFile(path, tc.file, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if f, err := Open(path); err == nil {
+			f.Close()
+			t.Errorf("%s: Open gave no error", tc.name)
+		} else if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Open error %q does not mention %q", tc.name, err, tc.want)
+		}
 	}
 	if _, err := Parse(good); err != nil {
 		t.Errorf("good file: %v", err)
@@ -182,6 +196,43 @@ func TestMalformed(t *testing.T) {
 	// Space padding after the JSON, as the reference writer emits, is valid.
 	if _, err := Parse(build(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}   `, d16[:4])); err != nil {
 		t.Errorf("padded header: %v", err)
+	}
+}
+
+// TestOpen reads tensors from disk on demand and matches Load, across
+// several read chunks, and reports a file truncated after opening.
+func TestOpen(t *testing.T) {
+	big := tensor.New(3<<20 + 5) // more than three 1M-element chunks
+	for i := range big.Data {
+		big.Data[i] = float32(i%256) - 128 // exact in BF16
+	}
+	ts := map[string]*tensor.Tensor{"big": big, "small": tensor.FromData([]float32{1, 2, 3}, 3)}
+	path := filepath.Join(t.TempDir(), "x.safetensors")
+	if err := Save(path, ts, map[string]string{"k": "v"}, BF16); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Metadata["k"] != "v" {
+		t.Errorf("metadata %v", f.Metadata)
+	}
+	for name, want := range ts {
+		got, err := f.Tensor(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.Data, want.Data) {
+			t.Errorf("%s: Open read different values", name)
+		}
+	}
+	if err := os.Truncate(path, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ReadInto("big", big.Data); err == nil {
+		t.Error("reading a tensor of a file truncated after Open: no error")
 	}
 }
 
@@ -208,6 +259,9 @@ func TestErrorsOnUse(t *testing.T) {
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.safetensors")); err == nil {
 		t.Error("Load of a missing file: no error")
 	}
+	if _, err := Open(filepath.Join(t.TempDir(), "missing.safetensors")); err == nil {
+		t.Error("Open of a missing file: no error")
+	}
 }
 
 // TestTAESD3 reads the real BF16 checkpoints of the tiny SD3 autoencoder
@@ -227,10 +281,11 @@ func TestTAESD3(t *testing.T) {
 		if _, err := os.Stat(path); err != nil {
 			t.Skipf("weights not available: %v", err)
 		}
-		f, err := Load(path)
+		f, err := Open(path)
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer f.Close()
 		if n := len(f.Names()); n != 67 {
 			t.Errorf("%s: %d tensors, want 67", tc.file, n)
 		}
