@@ -2,7 +2,6 @@ package degrade
 
 import (
 	"math"
-	"sort"
 
 	"tsdsr/rng"
 )
@@ -82,40 +81,60 @@ func AddPoisson(pix []float32, n, c int, scale float64, gray bool, r *rng.Rand) 
 // poissonTables samples Poisson variates by inverting cumulative tables,
 // one per 8-bit level: an image has at most 256 distinct means, so the
 // tables cost less than the per-pixel rejection samplers they replace.
-type poissonTables [256][]float64
+type poissonTables [256]*poissonCDF
 
-// sample returns a Poisson(lam) variate for level l (lam is fixed per l).
-func (t *poissonTables) sample(l uint8, lam float64, r *rng.Rand) int {
-	cdf := t[l]
-	if cdf == nil {
-		cdf = poissonCDF(lam)
-		t[l] = cdf
-	}
-	u := r.Float64()
-	return min(sort.SearchFloat64s(cdf, u), len(cdf)-1)
+// poissonCDF is P(X <= k) for k = 0, 1, ... until the tail is below 1e-16
+// (a 53-bit uniform cannot land there), with a guide table: guide[j] is the
+// first k with cdf[k] >= j/len(guide), where the search for u starts.
+type poissonCDF struct {
+	cdf   []float64
+	guide []int32
 }
 
-// poissonCDF returns P(X <= k) for k = 0, 1, ... until the tail is below
-// 1e-16 (a 53-bit uniform cannot land there).
-func poissonCDF(lam float64) []float64 {
+// sample returns a Poisson(lam) variate for level l (lam is fixed per l):
+// the smallest k with cdf[k] >= u for a uniform u.
+func (t *poissonTables) sample(l uint8, lam float64, r *rng.Rand) int {
+	p := t[l]
+	if p == nil {
+		p = newPoissonCDF(lam)
+		t[l] = p
+	}
+	u := r.Float64()
+	k := int(p.guide[int(u*float64(len(p.guide)))])
+	for k < len(p.cdf)-1 && p.cdf[k] < u {
+		k++
+	}
+	return k
+}
+
+func newPoissonCDF(lam float64) *poissonCDF {
+	p := &poissonCDF{}
 	if lam <= 0 {
-		return []float64{1}
-	}
-	kmax := int(lam + 12*math.Sqrt(lam) + 40)
-	cdf := make([]float64, 0, kmax+1)
-	pmf := math.Exp(-lam)
-	s := 0.0
-	for k := 0; k <= kmax; k++ {
-		if k > 0 {
-			pmf *= lam / float64(k)
+		p.cdf = []float64{1}
+	} else {
+		kmax := int(lam + 12*math.Sqrt(lam) + 40)
+		pmf := math.Exp(-lam)
+		s := 0.0
+		for k := 0; k <= kmax; k++ {
+			if k > 0 {
+				pmf *= lam / float64(k)
+			}
+			s += pmf
+			p.cdf = append(p.cdf, s)
+			if k > int(lam) && 1-s < 1e-16 {
+				break
+			}
 		}
-		s += pmf
-		cdf = append(cdf, s)
-		if k > int(lam) && 1-s < 1e-16 {
-			break
-		}
 	}
-	return cdf
+	p.guide = make([]int32, len(p.cdf))
+	k := 0
+	for j := range p.guide {
+		for k < len(p.cdf)-1 && p.cdf[k] < float64(j)/float64(len(p.guide)) {
+			k++
+		}
+		p.guide[j] = int32(k)
+	}
+	return p
 }
 
 // level quantises v to 8 bits as torch.clamp((v*255).round(), 0, 255):

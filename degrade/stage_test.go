@@ -258,3 +258,21 @@ func TestJPEGCompresses(t *testing.T) {
 		t.Fatalf("gray JPEG: %v", err)
 	}
 }
+
+// TestPoissonSampler checks the table sampler's mean and variance (both
+// lambda for a Poisson law).
+func TestPoissonSampler(t *testing.T) {
+	var ts poissonTables
+	r := rng.New(13)
+	for i, lam := range []float64{0, 0.3, 5, 64, 255} {
+		const n = 40000
+		d := make([]float64, n)
+		for j := range d {
+			d[j] = float64(ts.sample(uint8(i), lam, r))
+		}
+		m, s := meanStd(d)
+		if tol := 5 * math.Sqrt(lam/n); math.Abs(m-lam) > tol+1e-12 || math.Abs(s*s-lam) > 0.05*lam+1e-12 {
+			t.Errorf("lambda %v: mean %.4f variance %.4f", lam, m, s*s)
+		}
+	}
+}
