@@ -116,6 +116,29 @@ func (l *LayerNorm) Forward(x *tensor.Tensor) *tensor.Tensor {
 	return tensor.LayerNorm(x, l.Weight, l.Bias, l.Eps)
 }
 
+// RMSNorm scales the last dimension by its inverse root mean square (see
+// tensor.RMSNorm); SD3.5 uses it for the query/key norms of attention.
+type RMSNorm struct {
+	Weight *tensor.Tensor // [dim], nil without affine
+	Eps    float32
+}
+
+// NewRMSNorm returns an RMSNorm over dim features; with affine it registers
+// "<name>.weight" (ones), as diffusers' RMSNorm(elementwise_affine=True).
+func NewRMSNorm(p *Params, name string, dim int, eps float32, affine bool) *RMSNorm {
+	l := &RMSNorm{Eps: eps}
+	if affine {
+		l.Weight = p.Sub(name).newParam("weight", nil, dim)
+		fill(l.Weight.Data, 1)
+	}
+	return l
+}
+
+// Forward normalises x [..., dim].
+func (l *RMSNorm) Forward(x *tensor.Tensor) *tensor.Tensor {
+	return tensor.RMSNorm(x, l.Weight, l.Eps)
+}
+
 // GroupNorm normalises groups of channels of NCHW input (see tensor.GroupNorm).
 type GroupNorm struct {
 	Groups       int

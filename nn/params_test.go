@@ -185,6 +185,10 @@ func TestNormWrappers(t *testing.T) {
 	if a, b := ln.Forward(x), plain.Forward(x); !slices.Equal(a.Data, b.Data) {
 		t.Error("LayerNorm with fresh affine (ones, zeros) differs from none")
 	}
+	rms := NewRMSNorm(p, "rms", 6, 1e-6, true)
+	if a, b := rms.Forward(x), tensor.RMSNorm(x, nil, 1e-6); !slices.Equal(a.Data, b.Data) || p.Get("rms.weight") == nil {
+		t.Error("RMSNorm with a fresh weight (ones) differs from none")
+	}
 	x4 := tensor.FromData(x.Data, 1, 4, 3, 1)
 	if a, b := gn.Forward(x4), tensor.GroupNorm(x4, 2, nil, nil, 1e-5); !slices.Equal(a.Data, b.Data) {
 		t.Error("GroupNorm with fresh affine differs from none")
