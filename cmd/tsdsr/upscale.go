@@ -195,7 +195,11 @@ func planJobs(c *upscaleConfig) ([]*job, error) {
 	if !st.IsDir() {
 		out := c.out
 		if ost, err := os.Stat(out); err == nil && ost.IsDir() {
-			out = filepath.Join(out, outputName(c.in, c.suffix, c.format))
+			f := c.format
+			if f == "" {
+				f = defaultFormat(c.in)
+			}
+			out = filepath.Join(out, outputName(c.in, c.suffix, f))
 		}
 		f := c.format
 		if f == "" {
@@ -211,12 +215,15 @@ func planJobs(c *upscaleConfig) ([]*job, error) {
 		if ost, err := os.Stat(c.out); err == nil && !ost.IsDir() {
 			return nil, fmt.Errorf("-i is a folder, so -o must be one too: %s is a file", c.out)
 		}
+		outAbs := absPath(c.out)
 		err := filepath.WalkDir(c.in, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
 			if d.IsDir() {
-				if path != c.in && (!c.recursive || strings.HasPrefix(d.Name(), ".")) {
+				// The output folder may sit inside the input folder: never
+				// take earlier results for inputs.
+				if path != c.in && (!c.recursive || strings.HasPrefix(d.Name(), ".") || absPath(path) == outAbs) {
 					return filepath.SkipDir
 				}
 				return nil
@@ -230,10 +237,7 @@ func planJobs(c *upscaleConfig) ([]*job, error) {
 			}
 			f := c.format
 			if f == "" {
-				f = "png"
-				if imageio.FormatFromPath(path) == "jpeg" {
-					f = "jpeg"
-				}
+				f = defaultFormat(path)
 			}
 			out := filepath.Join(c.out, filepath.Dir(rel), outputName(path, c.suffix, f))
 			jobs = append(jobs, &job{in: path, out: out, format: f})
@@ -263,6 +267,15 @@ func planJobs(c *upscaleConfig) ([]*job, error) {
 		}
 	}
 	return jobs, nil
+}
+
+// defaultFormat keeps JPEG inputs JPEG; everything else becomes PNG, the
+// one lossless format imageio writes (with alpha and 16 bits).
+func defaultFormat(in string) string {
+	if imageio.FormatFromPath(in) == "jpeg" {
+		return "jpeg"
+	}
+	return "png"
 }
 
 // outputName is in's base name with suffix and the extension of format.

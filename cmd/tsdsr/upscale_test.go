@@ -220,6 +220,28 @@ func TestUpscaleRecursive(t *testing.T) {
 	if m := read(t, filepath.Join(out, "sub", "deeper", "low.png")); m.Width != 12 || m.Height != 8 {
 		t.Errorf("nested output %dx%d", m.Width, m.Height)
 	}
+	// An output folder inside the input folder is not walked: running
+	// twice must not upscale the first run's results.
+	nested := filepath.Join(in, "x4")
+	for range 2 {
+		if err := runUpscale(context.Background(), []string{"-i", in, "-o", nested, "--recursive", "--skip-existing", "--quiet"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(nested, "x4")); err == nil {
+		t.Error("the output folder was taken as input")
+	}
+	// A JPEG given a folder as -o stays JPEG, as in folder mode.
+	jpg := filepath.Join(t.TempDir(), "p.jpg")
+	if err := imageio.WriteFile(jpg, imageio.NewImage(3, 3, 3), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := runUpscale(context.Background(), []string{"-i", jpg, "-o", out, "--quiet"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "p.jpg")); err != nil {
+		t.Error(err)
+	}
 }
 
 func TestUpscaleRejectsBadFlags(t *testing.T) {
