@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"tsdsr/internal/parallel"
 	"tsdsr/safetensors"
 	"tsdsr/tensor"
 )
@@ -34,10 +35,12 @@ func (e *EMA) Updates() int { return e.updates }
 func (e *EMA) Update() {
 	d := float32(e.Decay)
 	for i, p := range e.params {
-		s := e.shadow[i]
-		for j, v := range p.T.Data {
-			s[j] = d*s[j] + (1-d)*v
-		}
+		s, w := e.shadow[i], p.T.Data
+		parallel.For(len(w), 1<<14, func(lo, hi int) {
+			for j := lo; j < hi; j++ {
+				s[j] = d*s[j] + (1-d)*w[j]
+			}
+		})
 	}
 	e.updates++
 }

@@ -169,15 +169,29 @@ func ZeroGrad(params []Param) {
 }
 
 // GradNorm returns the L2 norm of all gradients of params together
-// (accumulated in float64; parameters without a gradient count as zero).
+// (parameters without a gradient count as zero). Squares are summed in
+// float64 over fixed blocks in parallel, then the blocks in order, so the
+// result does not depend on the number of threads.
 func GradNorm(params []Param) float64 {
+	const block = 1 << 16
 	var s float64
 	for _, p := range params {
 		if p.T.Grad == nil {
 			continue
 		}
-		for _, g := range p.T.Grad.Data {
-			s += float64(g) * float64(g)
+		g := p.T.Grad.Data
+		partial := make([]float64, (len(g)+block-1)/block)
+		parallel.For(len(partial), 1, func(lo, hi int) {
+			for b := lo; b < hi; b++ {
+				var acc float64
+				for _, v := range g[b*block : min(len(g), (b+1)*block)] {
+					acc += float64(v) * float64(v)
+				}
+				partial[b] = acc
+			}
+		})
+		for _, v := range partial {
+			s += v
 		}
 	}
 	return math.Sqrt(s)
@@ -202,9 +216,11 @@ func ClipGradNorm(params []Param, maxNorm float64) float64 {
 			continue
 		}
 		g := p.T.Grad.Data
-		for i := range g {
-			g[i] = float32(float64(g[i]) * c)
-		}
+		parallel.For(len(g), 1<<14, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				g[i] = float32(float64(g[i]) * c)
+			}
+		})
 	}
 	return norm
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"tsdsr/internal/parallel"
 	"tsdsr/rng"
 	"tsdsr/safetensors"
 	"tsdsr/tensor"
@@ -188,6 +189,17 @@ func TestClipGradNorm(t *testing.T) {
 	ZeroGrad(ps)
 	if a.Grad != nil || b.Grad != nil {
 		t.Error("ZeroGrad kept gradients")
+	}
+
+	// The norm of a many-block gradient does not depend on the threads.
+	big := tensor.New(300_000).SetRequiresGrad(true)
+	big.Grad = tensor.New(300_000)
+	rng.New(4).FillNormal(big.Grad.Data, 0, 1)
+	defer parallel.SetThreads(parallel.SetThreads(1))
+	one := GradNorm([]Param{{"big", big}})
+	parallel.SetThreads(3)
+	if three := GradNorm([]Param{{"big", big}}); three != one || math.Abs(one-math.Sqrt(300_000)) > 5 {
+		t.Errorf("GradNorm %v with 1 thread, %v with 3 (expected about %v)", one, three, math.Sqrt(300_000))
 	}
 }
 
