@@ -56,8 +56,13 @@ type module struct {
 // their initial weights from r; each parameter uses its own generator
 // derived from r and its full name (r itself is never advanced), so a
 // parameter's initial value depends only on the seed and its name, not on
-// what was registered before it. With r nil, weights start at zero: use
-// that for models whose weights are loaded next, to skip the initialisation.
+// what was registered before it (as long as r is not advanced elsewhere
+// while layers are built). With r nil, weights start at zero: use that for
+// models whose weights are loaded next, to skip the initialisation.
+//
+// Parameters made by the layer constructors require gradients, as in
+// PyTorch; Freeze a model that is only evaluated, or run it under
+// tensor.NoGrad, so that no graph is recorded.
 func NewParams(r *rng.Rand) *Params {
 	return &Params{reg: &registry{tensors: map[string]*tensor.Tensor{}, init: r}}
 }
