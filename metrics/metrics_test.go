@@ -196,6 +196,22 @@ func TestReadNPY(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The MSCN window is symmetric in both axes and about its diagonal
+	// (mscn relies on it) and, stored in float32, does not sum exactly to 1
+	// (what decides the sign of MSCN values in flat areas).
+	var sum float64
+	for i := range 7 {
+		for j := range 7 {
+			v := m.window[i*7+j]
+			sum += v
+			if v != m.window[(6-i)*7+j] || v != m.window[i*7+6-j] || v != m.window[j*7+i] {
+				t.Fatalf("MSCN window not symmetric at %d,%d", i, j)
+			}
+		}
+	}
+	if sum == 1 || math.Abs(sum-1) > 1e-6 {
+		t.Errorf("MSCN window sums to %v", sum)
+	}
 	// The pristine covariance is symmetric positive definite.
 	for i := range 36 {
 		if m.cov[i*36+i] <= 0 {

@@ -239,7 +239,9 @@ func (m *niqeModel) score(img []float64, w, h int) (float64, error) {
 }
 
 // mscn returns the mean-subtracted contrast-normalised coefficients of a
-// plane (7x7 window, replicate padding).
+// plane (7x7 window, replicate padding). The window is symmetric in both
+// axes, so each weight multiplies a sum of the two, four or eight samples
+// it applies to; this halves the work and only changes float64 rounding.
 func (m *niqeModel) mscn(img []float64, w, h int) []float64 {
 	// Replicate-pad by 3 once; keep the squares beside.
 	pw := w + 6
@@ -255,21 +257,46 @@ func (m *niqeModel) mscn(img []float64, w, h int) []float64 {
 	for i, v := range pad {
 		sq[i] = v * v
 	}
+	var wt [4][4]float64 // weight at row offset d, column offset e
+	for d := range 4 {
+		for e := range 4 {
+			wt[d][e] = m.window[(3+d)*7+3+e]
+		}
+	}
 	out := make([]float64, w*h)
 	mu := make([]float64, w)
 	ex2 := make([]float64, w)
+	var vp, vs [4][]float64 // vertical pair sums of samples and squares
+	for d := range 4 {
+		vp[d], vs[d] = make([]float64, pw), make([]float64, pw)
+	}
 	for r := range h {
+		row := func(p []float64, i int) []float64 { return p[(r+i)*pw : (r+i+1)*pw] }
+		copy(vp[0], row(pad, 3))
+		copy(vs[0], row(sq, 3))
+		for d := 1; d < 4; d++ {
+			a, b := row(pad, 3-d), row(pad, 3+d)
+			as, bs := row(sq, 3-d), row(sq, 3+d)
+			for c := range vp[d] {
+				vp[d][c] = a[c] + b[c]
+				vs[d][c] = as[c] + bs[c]
+			}
+		}
 		clear(mu)
 		clear(ex2)
-		for i := range 7 {
-			prow := pad[(r+i)*pw : (r+i+1)*pw]
-			srow := sq[(r+i)*pw : (r+i+1)*pw]
-			for j := range 7 {
-				k := m.window[i*7+j]
-				p, q := prow[j:j+w], srow[j:j+w]
+		for d := range 4 {
+			p, q := vp[d], vs[d]
+			k := wt[d][0]
+			for c := range mu {
+				mu[c] += k * p[c+3]
+				ex2[c] += k * q[c+3]
+			}
+			for e := 1; e < 4; e++ {
+				k := wt[d][e]
+				pl, pr, ql, qr := p[3-e:3-e+w], p[3+e:3+e+w], q[3-e:3-e+w], q[3+e:3+e+w]
 				for c := range mu {
-					mu[c] += k * p[c]
-					ex2[c] += k * q[c]
+					mu[c] += k * (pl[c] + pr[c])
+					ex2[c] += k * (ql[c] + qr[c])
 				}
 			}
 		}

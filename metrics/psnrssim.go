@@ -144,28 +144,40 @@ func (m ssimMetric) Compute(sr, gt *imageio.Image) (float64, error) {
 	return m.raw(x, y, w, h, m.o.Convention == BasicSR), nil
 }
 
+// raw is the SSIM of two luma planes; basic selects BasicSR's formula
+// (no clamp). The Gaussian is symmetric, so each weight multiplies the sum
+// of its two samples (this only changes float64 rounding).
 func (m ssimMetric) raw(x, y []float64, w, h int, basic bool) float64 {
 	k := len(m.win)
-	// Horizontal 'valid' pass of the five moments, then vertical.
+	half := k / 2
 	ow, oh := w-k+1, h-k+1
-	var hor [5][]float64
-	for i := range hor {
-		hor[i] = make([]float64, ow*h)
+	// The five planes to average: x, y, x^2, y^2, xy.
+	planes := [5][]float64{x, y, make([]float64, w*h), make([]float64, w*h), make([]float64, w*h)}
+	for i := range x {
+		planes[2][i], planes[3][i], planes[4][i] = x[i]*x[i], y[i]*y[i], x[i]*y[i]
 	}
-	for r := range h {
-		xr, yr := x[r*w:(r+1)*w], y[r*w:(r+1)*w]
-		h0, h1, h2, h3, h4 := hor[0][r*ow:(r+1)*ow], hor[1][r*ow:(r+1)*ow], hor[2][r*ow:(r+1)*ow], hor[3][r*ow:(r+1)*ow], hor[4][r*ow:(r+1)*ow]
-		for c := range h0 {
-			var s0, s1, s2, s3, s4 float64
-			for t, g := range m.win {
-				p, q := xr[c+t], yr[c+t]
-				s0 += g * p
-				s1 += g * q
-				s2 += g * (p * p)
-				s3 += g * (q * q)
-				s4 += g * (p * q)
+	// filter writes sum_t win[t]*src(t)[c] for c < len(dst), src(t) being
+	// the t-th of k consecutive inputs.
+	filter := func(dst []float64, src func(t int) []float64) {
+		mid := src(half)
+		g := m.win[half]
+		for c := range dst {
+			dst[c] = g * mid[c]
+		}
+		for t := range half {
+			g := m.win[t]
+			a, b := src(t)[:len(dst)], src(k - 1 - t)[:len(dst)]
+			for c := range dst {
+				dst[c] += g * (a[c] + b[c])
 			}
-			h0[c], h1[c], h2[c], h3[c], h4[c] = s0, s1, s2, s3, s4
+		}
+	}
+	var hor [5][]float64
+	for i, p := range planes {
+		hor[i] = make([]float64, ow*h)
+		for r := range h {
+			row := p[r*w : (r+1)*w]
+			filter(hor[i][r*ow:(r+1)*ow], func(t int) []float64 { return row[t:] })
 		}
 	}
 	c1v, c2v := 0.01, 0.03 // as Python evaluates (0.01*255)**2 at run time
@@ -179,15 +191,8 @@ func (m ssimMetric) raw(x, y []float64, w, h int, basic bool) float64 {
 	var total float64
 	for r := range oh {
 		for i := range mo {
-			clear(mo[i])
-		}
-		for t, g := range m.win {
-			for i := range mo {
-				acc, src := mo[i], hor[i][(r+t)*ow:(r+t+1)*ow]
-				for c := range acc {
-					acc[c] += g * src[c]
-				}
-			}
+			hp := hor[i]
+			filter(mo[i], func(t int) []float64 { return hp[(r+t)*ow : (r+t+1)*ow] })
 		}
 		var sum float64
 		for c := range ow {
