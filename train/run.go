@@ -1,0 +1,355 @@
+// Package train is the harness shared by tsdsr's trainers (the flow-matching
+// prior and the TSD-SR distillation): a run directory with atomic
+// checkpoints and exact resume, a metrics log with a loss-curve plot, a
+// progress bar, and a slog file log. The trainers themselves only supply one
+// training step.
+//
+// A run directory holds
+//
+//	state.json                  the latest complete checkpoint (written last, atomically)
+//	checkpoints/step-NNNNNNNN/  one checkpoint: <part>.safetensors per Part, state.json
+//	metrics.jsonl               one JSON object per step and per evaluation
+//	loss.png                    the metrics plotted, refreshed at each checkpoint
+//	train.log                   the slog text log (appended across resumes)
+//
+// Exact resume rests on two rules. Every random draw of step s comes from
+// Rand(s) = rng.New(seed).Child(s), a function of the seed and the step only,
+// so nothing about a generator's position needs saving. And every piece of
+// state that changes during training (weights, optimiser moments and step
+// count, EMA) is a Part saved bit for bit in float32. A run of 2 x 10 steps
+// then ends with the same bits as one of 20.
+package train
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"tsdsr/nn"
+	"tsdsr/rng"
+	"tsdsr/safetensors"
+)
+
+// Part is a piece of training state saved with every checkpoint as
+// <name>.safetensors. nn.AdamW and nn.EMA are Parts; Weights adapts
+// parameters.
+type Part interface {
+	Save(path string) error
+	Load(f *safetensors.File) error
+}
+
+// weights saves a parameter list as F32 under its names (diffusers keys for
+// a model registered through nn.Params) and loads it back strictly.
+type weights struct{ list func() []nn.Param }
+
+// Weights returns the Part of every parameter under p, named as p lists
+// them, so the file is a model checkpoint other tools can load.
+func Weights(p *nn.Params) Part { return weights{p.List} }
+
+// WeightList returns the Part of the given parameters only (for example
+// the LoRA adapters of a frozen base).
+func WeightList(ps []nn.Param) Part { return weights{func() []nn.Param { return ps }} }
+
+func (w weights) Save(path string) error {
+	return nn.Save(path, w.list(), safetensors.F32, map[string]string{"format": "pt"})
+}
+
+func (w weights) Load(f *safetensors.File) error {
+	ps := w.list()
+	if n := len(f.Names()); n != len(ps) {
+		return fmt.Errorf("train: checkpoint holds %d tensors for %d parameters", n, len(ps))
+	}
+	for _, p := range ps {
+		info, ok := f.Info(p.Name)
+		if !ok {
+			return fmt.Errorf("train: checkpoint lacks %s", p.Name)
+		}
+		if !sameShape(info.Shape, p.T.Shape) {
+			return fmt.Errorf("train: %s has shape %v in the checkpoint, %v in the model", p.Name, info.Shape, p.T.Shape)
+		}
+	}
+	for _, p := range ps {
+		if err := f.ReadInto(p.Name, p.T.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sameShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Options configure a Run.
+type Options struct {
+	Dir    string
+	Seed   uint64
+	Resume bool // continue from Dir's latest checkpoint (a fresh start when there is none)
+	// Config describes the run (model config, hyperparameters); it is saved
+	// in every state.json, and a resumed run must describe itself identically,
+	// so one directory never mixes two recipes.
+	Config any
+	Keep   int // checkpoints kept (default 2; older ones are deleted)
+}
+
+// State is the JSON record of a checkpoint.
+type State struct {
+	Step       int             `json:"step"`       // optimiser steps done
+	Seed       uint64          `json:"seed"`       // Rand(s) = rng.New(Seed).Child(s)
+	Checkpoint string          `json:"checkpoint"` // directory relative to the run directory
+	Parts      []string        `json:"parts"`
+	Elapsed    float64         `json:"elapsed_s"` // training wall time over all sessions
+	Samples    int64           `json:"samples"`   // training samples seen
+	Time       time.Time       `json:"time"`
+	Config     json.RawMessage `json:"config"`
+}
+
+// Run is one training run in a directory. It is not safe for concurrent use.
+type Run struct {
+	Dir string
+	Log *slog.Logger
+
+	opts    Options
+	config  json.RawMessage
+	parts   []string
+	byName  map[string]Part
+	logFile *os.File
+	metrics *os.File
+
+	step    int
+	samples int64
+	elapsed float64 // from earlier sessions
+	started time.Time
+}
+
+// stateFile is the run directory's pointer to its latest checkpoint.
+const stateFile = "state.json"
+
+// Open creates (or reopens, with Resume) the run directory and its log.
+// Without Resume, a directory that already holds a checkpoint is refused so
+// that a finished run is never overwritten by mistake.
+func Open(o Options) (*Run, error) {
+	if o.Keep <= 0 {
+		o.Keep = 2
+	}
+	cfg, err := json.Marshal(o.Config)
+	if err != nil {
+		return nil, fmt.Errorf("train: config: %w", err)
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(o.Dir, stateFile)); err == nil && !o.Resume {
+		return nil, fmt.Errorf("train: %s already holds a checkpoint; pass --resume to continue it or choose another directory", o.Dir)
+	}
+	lf, err := os.OpenFile(filepath.Join(o.Dir, "train.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	r := &Run{Dir: o.Dir, opts: o, config: cfg, byName: map[string]Part{}, logFile: lf, started: time.Now()}
+	r.Log = slog.New(slog.NewTextHandler(lf, nil))
+	return r, nil
+}
+
+// Add registers a Part under a file name (no extension); register every
+// part before Restore.
+func (r *Run) Add(name string, p Part) {
+	if _, dup := r.byName[name]; dup || name == "" || strings.ContainsAny(name, `/\`) {
+		panic("train: bad or duplicate part name " + name)
+	}
+	r.parts = append(r.parts, name)
+	r.byName[name] = p
+}
+
+// Restore loads the latest checkpoint into the registered parts when
+// resuming and returns the step to continue from (0 for a fresh run). It
+// also drops metric lines written after that checkpoint, so a run that died
+// between checkpoints does not log those steps twice.
+func (r *Run) Restore() (int, error) {
+	st, err := ReadState(r.Dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		r.Log.Info("start", "dir", r.Dir, "seed", r.opts.Seed, "config", string(r.config))
+		return 0, r.openMetrics(0)
+	case err != nil:
+		return 0, err
+	}
+	if !jsonEqual(st.Config, r.config) {
+		return 0, fmt.Errorf("train: the run's settings differ from the checkpoint's:\n  checkpoint %s\n  now        %s", st.Config, r.config)
+	}
+	if st.Seed != r.opts.Seed {
+		return 0, fmt.Errorf("train: seed %d differs from the checkpoint's %d", r.opts.Seed, st.Seed)
+	}
+	dir := filepath.Join(r.Dir, st.Checkpoint)
+	for _, name := range r.parts {
+		f, err := safetensors.Load(filepath.Join(dir, name+".safetensors"))
+		if err != nil {
+			return 0, fmt.Errorf("train: resume: %w", err)
+		}
+		if err := r.byName[name].Load(f); err != nil {
+			return 0, fmt.Errorf("train: resume %s: %w", name, err)
+		}
+	}
+	r.step, r.samples, r.elapsed = st.Step, st.Samples, st.Elapsed
+	r.Log.Info("resume", "step", st.Step, "checkpoint", st.Checkpoint, "elapsed_s", st.Elapsed)
+	return st.Step, r.openMetrics(st.Step)
+}
+
+// jsonEqual compares two JSON documents by value (key order ignored).
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	ja, _ := json.Marshal(x)
+	jb, _ := json.Marshal(y)
+	return string(ja) == string(jb)
+}
+
+// ReadState returns the latest checkpoint record of a run directory.
+func ReadState(dir string) (State, error) {
+	var st State
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("train: %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	return st, nil
+}
+
+// LatestPart returns the path of a part's file in a run directory's latest
+// checkpoint (for example "ema" to sample from the averaged weights).
+func LatestPart(dir, part string) (string, error) {
+	st, err := ReadState(dir)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, st.Checkpoint, part+".safetensors"), nil
+}
+
+// Rand returns the generator of step s: every random draw of a step comes
+// from it, which makes a resumed run replay the draws of an uninterrupted one.
+func (r *Run) Rand(s int) *rng.Rand { return rng.New(r.opts.Seed).Child(uint64(s)) }
+
+// Step is the number of optimiser steps done (as restored or last saved).
+func (r *Run) Step() int { return r.step }
+
+// Elapsed is the training wall time over all sessions so far.
+func (r *Run) Elapsed() time.Duration {
+	return time.Duration((r.elapsed + time.Since(r.started).Seconds()) * float64(time.Second))
+}
+
+// Save writes a checkpoint after step optimiser steps: every part into
+// checkpoints/step-NNNNNNNN/, then its state.json, then the run's state.json
+// (atomically, so the pointer always names a complete checkpoint), then
+// deletes the oldest checkpoints beyond Keep.
+func (r *Run) Save(step int) error {
+	t0 := time.Now()
+	rel := filepath.Join("checkpoints", fmt.Sprintf("step-%08d", step))
+	dir := filepath.Join(r.Dir, rel)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, name := range r.parts {
+		if err := r.byName[name].Save(filepath.Join(dir, name+".safetensors")); err != nil {
+			return fmt.Errorf("train: save %s: %w", name, err)
+		}
+	}
+	st := State{Step: step, Seed: r.opts.Seed, Checkpoint: rel, Parts: r.parts, Elapsed: r.Elapsed().Seconds(),
+		Samples: r.samples, Time: time.Now().UTC(), Config: r.config}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if err := WriteFileAtomic(filepath.Join(dir, stateFile), b); err != nil {
+		return err
+	}
+	if err := WriteFileAtomic(filepath.Join(r.Dir, stateFile), b); err != nil {
+		return err
+	}
+	r.step = step
+	r.Log.Info("checkpoint", "step", step, "dir", rel, "save_s", time.Since(t0).Seconds())
+	return r.prune()
+}
+
+// prune deletes all but the newest Keep checkpoints.
+func (r *Run) prune() error {
+	ents, err := os.ReadDir(filepath.Join(r.Dir, "checkpoints"))
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "step-") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names) // zero-padded: lexical order is step order
+	for _, n := range names[:max(0, len(names)-r.opts.Keep)] {
+		if err := os.RemoveAll(filepath.Join(r.Dir, "checkpoints", n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteFileAtomic writes b to a temporary file beside path, syncs it and
+// renames it over path, so readers see the old or the new file, never half.
+func WriteFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// WriteJSON writes v as indented JSON to a file of the run directory
+// (atomically), for example the model's config.json.
+func (r *Run) WriteJSON(name string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(r.Dir, name), append(b, '\n'))
+}
+
+// Close flushes and closes the run's files.
+func (r *Run) Close() error {
+	var errs []error
+	if r.metrics != nil {
+		errs = append(errs, r.metrics.Close())
+	}
+	errs = append(errs, r.logFile.Close())
+	return errors.Join(errs...)
+}
