@@ -41,8 +41,8 @@ func (m *standIn) velocity(x *tensor.Tensor, ts []float32) *tensor.Tensor {
 		feat[2*i], feat[2*i+1] = float32(math.Sin(float64(t)/318)), float32(math.Cos(float64(t)/318))
 	}
 	e := tensor.Reshape(m.temb.Forward(tensor.FromData(feat, n, 2)), n, m.hidden, 1, 1) // [N, hidden, 1, 1]
-	h := tensor.SiLU(tensor.Add(m.in.Forward(x), e))                                      // [N, hidden, H, W]
-	return m.out.Forward(h)                                                               // [N, C, H, W]
+	h := tensor.SiLU(tensor.Add(m.in.Forward(x), e))                                    // [N, hidden, H, W]
+	return m.out.Forward(h)                                                             // [N, C, H, W]
 }
 
 // fixedSet serves random batches of a fixed set of latents; onBatch, when
