@@ -135,15 +135,11 @@ func measure(p Pair, ms []metrics.Metric, load Loader) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	r := Result{Name: p.Name, Values: make([]float64, len(ms))}
-	for i, m := range ms {
-		v, err := m.Compute(sr, gt)
-		if err != nil {
-			return Result{}, fmt.Errorf("%s: %s: %w", p.Name, m.Name(), err)
-		}
-		r.Values[i] = v
+	vals, err := metrics.ComputeAll(ms, sr, gt)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
-	return r, nil
+	return Result{Name: p.Name, Values: vals}, nil
 }
 
 // Mean returns the mean of each metric over results (NaN when empty).

@@ -46,9 +46,10 @@ func TestClassicBicubicTable(t *testing.T) {
 				}
 				sum[i] += v
 			}
-			a, b, err := pair(sr, hr, 4)
-			if err != nil {
-				t.Fatal(err)
+			a, err1 := toRGB8(sr, 4)
+			b, err2 := toRGB8(hr, 4)
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
 			}
 			ya, yb := lumaPSNR(a, BasicSR), lumaPSNR(b, BasicSR)
 			for i := range ya {

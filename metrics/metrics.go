@@ -219,22 +219,77 @@ func toRGB8(m *imageio.Image, crop int) (*rgb8, error) {
 	return out, nil
 }
 
-// pair quantizes sr and gt and checks that their sizes agree.
-func pair(sr, gt *imageio.Image, crop int) (a, b *rgb8, err error) {
-	if sr == nil || gt == nil {
-		return nil, nil, errors.New("metrics: a full-reference metric needs both images")
+// builtin is implemented by the metrics of this package: they measure
+// images already reduced to 8 bits and cropped.
+type builtin interface {
+	Metric
+	crop() int
+	compute8(sr, gt *rgb8) (float64, error)
+}
+
+// compute is Compute for a builtin metric.
+func compute(m builtin, sr, gt *imageio.Image) (float64, error) {
+	v, err := ComputeAll([]Metric{m}, sr, gt)
+	if err != nil {
+		return 0, err
 	}
-	if sr.Width != gt.Width || sr.Height != gt.Height {
-		return nil, nil, fmt.Errorf("metrics: size %dx%d differs from reference %dx%d",
-			sr.Width, sr.Height, gt.Width, gt.Height)
+	return v[0], nil
+}
+
+// ComputeAll measures sr (against gt for the metrics that need it) with
+// each metric in turn and returns the values in order. It gives exactly
+// what calling each metric's Compute would, but reduces every image to 8
+// bits only once for all the metrics of this package.
+func ComputeAll(ms []Metric, sr, gt *imageio.Image) ([]float64, error) {
+	type key struct {
+		img  *imageio.Image
+		crop int
 	}
-	if a, err = toRGB8(sr, crop); err != nil {
-		return nil, nil, err
+	cache := map[key]*rgb8{}
+	get := func(img *imageio.Image, crop int) (*rgb8, error) {
+		if q, ok := cache[key{img, crop}]; ok {
+			return q, nil
+		}
+		q, err := toRGB8(img, crop)
+		if err == nil {
+			cache[key{img, crop}] = q
+		}
+		return q, err
 	}
-	if b, err = toRGB8(gt, crop); err != nil {
-		return nil, nil, err
+	out := make([]float64, len(ms))
+	for i, m := range ms {
+		b, ok := m.(builtin)
+		if !ok {
+			v, err := m.Compute(sr, gt)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+			continue
+		}
+		var ref *rgb8
+		if m.NeedsReference() {
+			if sr == nil || gt == nil {
+				return nil, fmt.Errorf("metrics: %s needs both images", m.Name())
+			}
+			if sr.Width != gt.Width || sr.Height != gt.Height {
+				return nil, fmt.Errorf("metrics: %s: size %dx%d differs from reference %dx%d",
+					m.Name(), sr.Width, sr.Height, gt.Width, gt.Height)
+			}
+			var err error
+			if ref, err = get(gt, b.crop()); err != nil {
+				return nil, err
+			}
+		}
+		img, err := get(sr, b.crop())
+		if err != nil {
+			return nil, err
+		}
+		if out[i], err = b.compute8(img, ref); err != nil {
+			return nil, err
+		}
 	}
-	return a, b, nil
+	return out, nil
 }
 
 // inv255 is float32(1/255): PyTorch on CUDA divides a float32 tensor by a

@@ -269,3 +269,33 @@ func TestNearestMatchesScan(t *testing.T) {
 		}
 	}
 }
+
+// TestComputeAllMatchesCompute checks that measuring with ComputeAll (one
+// 8-bit reduction per image and crop) gives each metric's own Compute
+// value, with mixed crops and a non-builtin metric in the list.
+func TestComputeAllMatchesCompute(t *testing.T) {
+	sr := readPNG(t, filepath.Join(realsrDir, "osediff", "Nikon_010_LR4.png"))
+	gt := readPNG(t, filepath.Join(realsrDir, "HR", "Nikon_010_LR4.png"))
+	var ms []Metric
+	for _, c := range []struct {
+		name string
+		o    Options
+	}{{"psnr", Options{}}, {"ssim", Options{Crop: 4}}, {"niqe", Options{}}, {"psnr", Options{Crop: 4, Convention: BasicSR}}} {
+		m, err := New(c.name, c.o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, m)
+	}
+	ms = append(ms, constMetric{})
+	all, err := ComputeAll(ms, sr, gt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range ms {
+		v, err := m.Compute(sr, gt)
+		if err != nil || v != all[i] {
+			t.Errorf("%s: Compute %v (%v), ComputeAll %v", m.Name(), v, err, all[i])
+		}
+	}
+}

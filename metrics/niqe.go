@@ -187,11 +187,11 @@ func (niqeMetric) HigherIsBetter() bool { return false }
 
 // Compute returns the NIQE score of sr (gt is ignored). The image must
 // hold at least two 96x96 blocks after cropping.
-func (n niqeMetric) Compute(sr, _ *imageio.Image) (float64, error) {
-	img, err := toRGB8(sr, n.o.Crop)
-	if err != nil {
-		return 0, err
-	}
+func (n niqeMetric) Compute(sr, _ *imageio.Image) (float64, error) { return compute(n, sr, nil) }
+
+func (n niqeMetric) crop() int { return n.o.Crop }
+
+func (n niqeMetric) compute8(img, _ *rgb8) (float64, error) {
 	y := make([]float64, img.w*img.h)
 	for i := range y {
 		fr := float32(float32(img.c[0][i]) * inv255)

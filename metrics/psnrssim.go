@@ -73,11 +73,11 @@ func (psnrMetric) HigherIsBetter() bool { return true }
 // Compute returns PSNR in dB on the Y channel. PyIQA: 10 log10(1/(mse+1e-8))
 // with Y in [0, 1] (finite for identical images); BasicSR:
 // 10 log10(255^2/mse) with Y in [0, 255] (+Inf for identical images).
-func (p psnrMetric) Compute(sr, gt *imageio.Image) (float64, error) {
-	a, b, err := pair(sr, gt, p.o.Crop)
-	if err != nil {
-		return 0, err
-	}
+func (p psnrMetric) Compute(sr, gt *imageio.Image) (float64, error) { return compute(p, sr, gt) }
+
+func (p psnrMetric) crop() int { return p.o.Crop }
+
+func (p psnrMetric) compute8(a, b *rgb8) (float64, error) {
 	ya, yb := lumaPSNR(a, p.o.Convention), lumaPSNR(b, p.o.Convention)
 	var s float64
 	for i := range ya {
@@ -130,11 +130,11 @@ func gaussian1D(n int, sigma float64) []float64 {
 
 // Compute returns the mean SSIM on the Y channel (0..255, C1 =
 // (0.01*255)^2, C2 = (0.03*255)^2) over the 'valid' 11x11 windows.
-func (m ssimMetric) Compute(sr, gt *imageio.Image) (float64, error) {
-	a, b, err := pair(sr, gt, m.o.Crop)
-	if err != nil {
-		return 0, err
-	}
+func (m ssimMetric) Compute(sr, gt *imageio.Image) (float64, error) { return compute(m, sr, gt) }
+
+func (m ssimMetric) crop() int { return m.o.Crop }
+
+func (m ssimMetric) compute8(a, b *rgb8) (float64, error) {
 	w, h := a.w, a.h
 	k := len(m.win)
 	if w < k || h < k {
