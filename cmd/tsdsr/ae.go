@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"tsdsr/imageio"
+	"tsdsr/model/taesd"
+	"tsdsr/safetensors"
+	"tsdsr/tensor"
+)
+
+func init() {
+	register(&command{name: "ae", summary: "TAESD3 autoencoder: encode, decode or round-trip images (latent-space checks)", run: runAE})
+}
+
+const aeUsage = `Usage: tsdsr ae encode|decode|roundtrip -i IN -o OUT
+
+  encode     image -> raw SD3 latent (.safetensors: tensor "latent" [1,16,h,w])
+  decode     latent (.safetensors) -> PNG image
+  roundtrip  image -> latent -> image, written under the input's file name:
+             a quick visual check of the latent space
+
+IN and OUT are both files, or both folders (every image or latent in IN).
+Images of any size are padded to multiples of 8 and cropped back.
+`
+
+func runAE(ctx context.Context, args []string) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(os.Stderr, aeUsage)
+		return errUsage
+	}
+	mode := args[0]
+	if mode != "encode" && mode != "decode" && mode != "roundtrip" {
+		fmt.Fprintf(os.Stderr, "unknown mode %q\n\n%s", mode, aeUsage)
+		return errUsage
+	}
+	fs := flag.NewFlagSet("ae "+mode, flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), aeUsage); fs.PrintDefaults() }
+	in := fs.String("i", "", "input file or folder")
+	out := fs.String("o", "", "output file or folder")
+	tile := fs.Int("tile", taesd.DefaultDecodeTiling.Tile, "tile size in latent pixels (bounded memory for big images)")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if *in == "" || *out == "" {
+		fs.Usage()
+		return errUsage
+	}
+	enc, dec, err := taesd.Embedded()
+	if err != nil {
+		return err
+	}
+	encT, decT := taesd.DefaultEncodeTiling, taesd.DefaultDecodeTiling
+	encT.Tile, decT.Tile = *tile, *tile
+
+	outExt := map[string]string{"encode": ".safetensors", "decode": ".png", "roundtrip": ".png"}[mode]
+	one := func(src, dst string) error {
+		var z *tensor.Tensor
+		h, w := 0, 0
+		if mode == "decode" {
+			f, err := safetensors.Load(src)
+			if err != nil {
+				return err
+			}
+			if z, err = f.Tensor("latent"); err != nil {
+				return err
+			}
+			if z.Dim() != 4 || z.Shape[0] != 1 || z.Shape[1] != 16 {
+				return fmt.Errorf("%s: latent shape %v, want [1, 16, h, w]", src, z.Shape)
+			}
+			h, w = z.Shape[2]*taesd.Factor, z.Shape[3]*taesd.Factor
+			if hh, err := strconv.Atoi(f.Metadata["height"]); err == nil && hh > 0 && hh <= h {
+				h = hh
+			}
+			if ww, err := strconv.Atoi(f.Metadata["width"]); err == nil && ww > 0 && ww <= w {
+				w = ww
+			}
+		} else {
+			m, err := imageio.ReadFile(src, nil)
+			if err != nil {
+				return err
+			}
+			h, w = m.Height, m.Width
+			x := rgbTensor(m)
+			if z, err = enc.EncodeTiled(ctx, taesd.PadToFactor(x), encT); err != nil {
+				return err
+			}
+			if mode == "encode" {
+				meta := map[string]string{"height": strconv.Itoa(h), "width": strconv.Itoa(w), "source": filepath.Base(src),
+					"format": "raw SD3 latent from TAESD3 (multiply by 1.5305 for TSD-SR's transformer)"}
+				return safetensors.Save(dst, map[string]*tensor.Tensor{"latent": z}, meta, safetensors.F32)
+			}
+		}
+		y, err := dec.DecodeTiled(ctx, z, decT)
+		if err != nil {
+			return err
+		}
+		y = taesd.Crop(y, h, w)
+		img := &imageio.Image{Width: w, Height: h, Channels: 3, Pix: y.Data, BitDepth: 8}
+		return imageio.WriteFile(dst, img, &imageio.EncodeOptions{Format: "png"})
+	}
+
+	st, err := os.Stat(*in)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		if *out == *in {
+			return fmt.Errorf("refusing to overwrite the input %s", *in)
+		}
+		return one(*in, *out)
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(*in)
+	if err != nil {
+		return err
+	}
+	failed := 0
+	for _, e := range entries {
+		name := e.Name()
+		isLatent := strings.HasSuffix(name, ".safetensors")
+		if e.IsDir() || isLatent != (mode == "decode") {
+			continue
+		}
+		dst := filepath.Join(*out, strings.TrimSuffix(name, filepath.Ext(name))+outExt)
+		if filepath.Clean(dst) == filepath.Clean(filepath.Join(*in, name)) {
+			fmt.Fprintf(os.Stderr, "%s: skipped: output would overwrite the input\n", name)
+			failed++
+			continue
+		}
+		if err := one(filepath.Join(*in, name), dst); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d file(s) failed", failed)
+	}
+	return nil
+}
+
+// rgbTensor views an image as [1, 3, H, W] (gray replicated to RGB; alpha
+// is not part of the latent space).
+func rgbTensor(m *imageio.Image) *tensor.Tensor {
+	if m.Channels == 3 {
+		return tensor.FromData(m.Pix, 1, 3, m.Height, m.Width)
+	}
+	n := m.Width * m.Height
+	pix := make([]float32, 3*n)
+	for c := 0; c < 3; c++ {
+		copy(pix[c*n:], m.Pix[:n])
+	}
+	return tensor.FromData(pix, 1, 3, m.Height, m.Width)
+}
