@@ -316,6 +316,15 @@ func (m *niqeModel) blockFeatures(x []float64, w, bs, nbh, nbw int, feats [][36]
 	blk := make([]float64, bs*bs)
 	prod := make([]float64, bs*bs)
 	shifts := [4][2]int{{0, 1}, {1, 0}, {1, 1}, {1, -1}}
+	// colIdx[dx+1][c] is the column c-dx wrapped into the block, as
+	// torch.roll does.
+	var colIdx [3][]int
+	for dx := -1; dx <= 1; dx++ {
+		colIdx[dx+1] = make([]int, bs)
+		for c := range bs {
+			colIdx[dx+1][c] = (c - dx + bs) % bs
+		}
+	}
 	for bc := range nbw {
 		for br := range nbh {
 			for r := range bs {
@@ -325,11 +334,12 @@ func (m *niqeModel) blockFeatures(x []float64, w, bs, nbh, nbw int, feats [][36]
 			alpha, bl, brr := m.aggd(blk)
 			f[off], f[off+1] = alpha, (bl+brr)/2
 			for s, sh := range shifts {
+				cols := colIdx[sh[1]+1]
 				for r := range bs {
-					sr := ((r-sh[0])%bs + bs) % bs
-					for c := range bs {
-						sc := ((c-sh[1])%bs + bs) % bs
-						prod[r*bs+c] = blk[r*bs+c] * blk[sr*bs+sc]
+					src := blk[((r-sh[0]+bs)%bs)*bs:][:bs]
+					dst, cur := prod[r*bs:(r+1)*bs], blk[r*bs:(r+1)*bs]
+					for c, sc := range cols {
+						dst[c] = cur[c] * src[sc]
 					}
 				}
 				a, l, rr := m.aggd(prod)
