@@ -11,6 +11,7 @@ import (
 
 	"tsdsr/nn"
 	"tsdsr/rng"
+	"tsdsr/safetensors"
 	"tsdsr/tensor"
 	"tsdsr/tensor/tensortest"
 )
@@ -271,4 +272,29 @@ func randT(r *rng.Rand, shape ...int) *tensor.Tensor {
 	t := tensor.New(shape...)
 	r.FillUniform(t.Data, -1, 1)
 	return t
+}
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	m := newTiny(t, 20)
+	randomise(m, 21)
+	path := t.TempDir() + "/m.safetensors"
+	if err := m.Save(path, "F32", map[string]string{"note": "x"}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Config != m.Config || f.Metadata["note"] != "x" {
+		t.Fatalf("config or metadata lost: %+v", m2.Config)
+	}
+	x := randT(rng.New(22), 1, 16, 4, 4)
+	defer tensor.NoGrad()()
+	if d := maxDiff(m.Velocity(x, []float32{700}), m2.Velocity(x, []float32{700})); d != 0 {
+		t.Fatalf("reloaded model differs by %g", d)
+	}
 }
