@@ -1,0 +1,127 @@
+package distill
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"tsdsr/model/mmdit"
+	"tsdsr/nn"
+	"tsdsr/safetensors"
+	"tsdsr/train"
+)
+
+// ConfigKey is the safetensors metadata key under which a saved model
+// carries its mmdit config as JSON.
+const ConfigKey = "config"
+
+// SaveStudent writes a one-step student as a single safetensors file:
+// every transformer weight under its diffusers key with any LoRA adapter
+// merged in (W + scale B A), in dtype, and the mmdit config JSON in the
+// metadata under ConfigKey, so mmdit.New plus Params.Load rebuilds it
+// (LoadStudent). The model itself is left exactly as it was: its base
+// weights are restored bit for bit after the merge, so saving in the
+// middle of a run does not perturb training.
+func SaveStudent(path string, m *mmdit.Model, dtype safetensors.DType) error {
+	cfg, err := json.Marshal(m.Config)
+	if err != nil {
+		return err
+	}
+	base := m.Params.Filter(func(n string) bool { return !nn.IsLoRA(n) })
+	backup := make([][]float32, len(base))
+	for i, p := range base {
+		backup[i] = append([]float32(nil), p.T.Data...)
+	}
+	nn.MergeLoRA(m.Params)
+	err = nn.Save(path, base, dtype, map[string]string{ConfigKey: string(cfg), "format": "pt", "model": "tsdsr-student"})
+	nn.UnmergeLoRA(m.Params)
+	for i, p := range base {
+		copy(p.T.Data, backup[i])
+	}
+	return err
+}
+
+// LoadStudent reads a file written by SaveStudent (or any transformer
+// checkpoint with its config in the metadata) into a new model, strictly:
+// every key must be present and nothing else.
+func LoadStudent(path string) (*mmdit.Model, error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	raw, ok := f.Metadata[ConfigKey]
+	if !ok {
+		return nil, fmt.Errorf("distill: %s has no %q metadata", path, ConfigKey)
+	}
+	return loadModel(f, []byte(raw), path)
+}
+
+func loadModel(f *safetensors.File, cfgJSON []byte, name string) (*mmdit.Model, error) {
+	var cfg mmdit.Config
+	if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
+		return nil, fmt.Errorf("distill: %s: config: %w", name, err)
+	}
+	m, err := mmdit.New(cfg, nn.NewParams(nil))
+	if err != nil {
+		return nil, fmt.Errorf("distill: %s: %w", name, err)
+	}
+	if _, err := m.Params.Load(f, true); err != nil {
+		return nil, fmt.Errorf("distill: %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// priorParts are the checkpoint parts a prior run directory may hold, in
+// order of preference (EMA weights first).
+var priorParts = []string{"ema", "model", "transformer"}
+
+// LoadPrior loads the prior transformer from path, which is one of
+//
+//   - a safetensors file with its config in the metadata (SaveStudent's
+//     format) or a config.json beside it;
+//   - a directory holding config.json and diffusion_pytorch_model.safetensors
+//     (diffusers' layout);
+//   - a training run directory (package train) holding config.json: the
+//     latest checkpoint's "ema" part, else "model", else "transformer".
+func LoadPrior(path string) (*mmdit.Model, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	file, cfgPath := path, filepath.Join(filepath.Dir(path), "config.json")
+	if st.IsDir() {
+		cfgPath = filepath.Join(path, "config.json")
+		file = filepath.Join(path, "diffusion_pytorch_model.safetensors")
+		if _, err := train.ReadState(path); err == nil {
+			file = ""
+			for _, part := range priorParts {
+				p, _ := train.LatestPart(path, part)
+				if _, err := os.Stat(p); err == nil {
+					file = p
+					break
+				}
+			}
+			if file == "" {
+				return nil, fmt.Errorf("distill: run directory %s has no %v checkpoint part", path, priorParts)
+			}
+		}
+	}
+	f, err := safetensors.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if raw, ok := f.Metadata[ConfigKey]; ok {
+		return loadModel(f, []byte(raw), file)
+	}
+	raw, err := os.ReadFile(cfgPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("distill: %s has no config metadata and there is no %s", file, cfgPath)
+	} else if err != nil {
+		return nil, err
+	}
+	return loadModel(f, raw, file)
+}

@@ -1,0 +1,199 @@
+package distill
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"tsdsr/flow"
+	"tsdsr/model/mmdit"
+	"tsdsr/model/taesd"
+	"tsdsr/nn"
+	"tsdsr/rng"
+	"tsdsr/tensor"
+	"tsdsr/train"
+)
+
+// Trainer holds the three networks, their optimisers and schedules.
+// It is not safe for concurrent use.
+type Trainer struct {
+	Config   Config
+	Schedule flow.Schedule // SD3's shift-3 schedule
+
+	Student, Teacher, Fake *mmdit.Model // Fake is nil with RegNone
+	// Decoder maps student latents back to pixels for the pixel loss
+	// (needed only when Config.WPix > 0).
+	Decoder *taesd.Decoder
+
+	OptStudent, OptFake *nn.AdamW
+	lrStudent, lrFake   nn.Schedule
+}
+
+// NewTrainer builds the distillation around a prior: the prior itself
+// becomes the frozen teacher, the student and the fake score are copies
+// of it with their adapters attached (B = 0, so both start equal to it).
+func NewTrainer(cfg Config, prior *mmdit.Model) (*Trainer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Trainer{Config: cfg, Schedule: flow.SD3(), Teacher: prior}
+	prior.Params.Freeze()
+	var err error
+	if t.Student, err = Clone(prior); err != nil {
+		return nil, err
+	}
+	fixed := func(n string) bool { return n == "prompt_embeds" || n == "pooled_prompt_embeds" }
+	if cfg.FullFinetune {
+		// The prompt stands for TSD-SR's fixed text embeddings: it stays.
+		t.Student.Params.SetTrainable(func(n string) bool { return !fixed(n) })
+	} else {
+		if _, err := nn.AttachLoRA(t.Student.Params, nn.LoRAConfig{Rank: cfg.LoRARank, Targets: StudentTargets, Seed: cfg.Seed}); err != nil {
+			return nil, err
+		}
+		t.Student.Params.SetTrainable(nn.IsLoRA)
+	}
+	adam := nn.AdamWConfig{LR: cfg.LR, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: cfg.WeightDecay}
+	t.OptStudent = nn.NewAdamW(t.Student.Params.Trainable(), adam)
+	t.lrStudent = nn.CosineWarmup(cfg.LR, cfg.Warmup, cfg.Steps)
+	if cfg.Reg != RegNone {
+		if t.Fake, err = Clone(prior); err != nil {
+			return nil, err
+		}
+		if _, err := nn.AttachLoRA(t.Fake.Params, nn.LoRAConfig{Rank: cfg.FakeRank, Targets: FakeTargets, Seed: cfg.Seed ^ 0xfa4e}); err != nil {
+			return nil, err
+		}
+		t.Fake.Params.SetTrainable(nn.IsLoRA)
+		adam.LR = cfg.LRFake
+		t.OptFake = nn.NewAdamW(t.Fake.Params.Trainable(), adam)
+		t.lrFake = nn.CosineWarmup(cfg.LRFake, cfg.Warmup, cfg.Steps)
+	}
+	return t, nil
+}
+
+// Register adds the trainer's changing state to a run's checkpoints:
+// the student's trainable weights, the fake score's adapters and both
+// optimisers (moments and step counts). Everything else is the prior.
+func (t *Trainer) Register(r *train.Run) {
+	r.Add("student", train.WeightList(t.OptStudent.Params()))
+	r.Add("opt_student", t.OptStudent)
+	if t.Fake != nil {
+		r.Add("fake", train.WeightList(t.OptFake.Params()))
+		r.Add("opt_fake", t.OptFake)
+	}
+}
+
+// Batch is one training batch in latent space: the scaled TAESD3 latents of
+// the bicubic-upsampled LR crops (ZL) and of the HR crops (ZH), both
+// [N, 16, h, w], and the HR crops in [0, 1] ([N, 3, 8h, 8w]; needed only
+// for the pixel loss).
+type Batch struct {
+	ZL, ZH, HR *tensor.Tensor
+}
+
+// Step runs one student step and then one fake-score step on the batch,
+// drawing its random numbers from r, and returns the step's metrics:
+// loss (the student's total), mse, tsd, pix, fake (the fake score's
+// loss), grad_norm (the student's, before clipping), lr and lr_fake.
+// A step whose gradient norm is not finite updates nothing.
+func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Metrics, error) {
+	cfg := t.Config
+	n := b.ZL.Shape[0]
+	if !tensor.SameShape(b.ZL.Shape, b.ZH.Shape) {
+		return nil, fmt.Errorf("distill: LR latents %v, HR latents %v", b.ZL.Shape, b.ZH.Shape)
+	}
+	m := train.Metrics{}
+
+	zHat := OneStep(t.Student.Velocity, b.ZL) // [N, 16, h, w], records the student's graph
+	mse := tensor.MSE(zHat, b.ZH)
+	m["mse"] = float64(mse.Item())
+	loss := tensor.Scale(mse, float32(cfg.WMSE))
+	if cfg.WPix > 0 {
+		if t.Decoder == nil || b.HR == nil {
+			return nil, fmt.Errorf("distill: pixel loss needs the decoder and the HR crops")
+		}
+		pix := PixelLoss(t.Decoder, zHat, b.HR)
+		m["pix"] = float64(pix.Item())
+		loss = tensor.Add(loss, tensor.Scale(pix, float32(cfg.WPix)))
+	}
+	if cfg.Reg != RegNone {
+		rs := r.Child(1)
+		idx := SampleTrajectories(rs, n, cfg.trajectory())
+		eps := tensor.New(zHat.Shape...)
+		rs.FillNormal(eps.Data, 0, 1)
+		g := Grad(t.Schedule, Scores{Real: t.Teacher.Velocity, Fake: t.Fake.Velocity},
+			zHat, b.ZH, eps, idx, DASMWeights(cfg.trajectory()), cfg.lambda())
+		tsd := TSDLoss(zHat, g)
+		m["tsd"] = float64(tsd.Item())
+		loss = tensor.Add(loss, tensor.Scale(tsd, float32(cfg.WTSD)))
+	}
+	m["loss"] = float64(loss.Item())
+
+	t.OptStudent.ZeroGrad()
+	if loss.RequiresGrad() {
+		loss.Backward()
+	}
+	norm := nn.ClipGradNorm(t.OptStudent.Params(), cfg.ClipNorm)
+	m["grad_norm"] = norm
+	t.OptStudent.LR = t.lrStudent(t.OptStudent.Steps())
+	m["lr"] = t.OptStudent.LR
+	if !math.IsNaN(norm) && !math.IsInf(norm, 0) {
+		t.OptStudent.Step()
+	}
+	t.OptStudent.ZeroGrad()
+
+	if t.Fake != nil {
+		fl, err := t.fakeStep(zHat.Detach(), r.Child(2))
+		if err != nil {
+			return nil, err
+		}
+		m["fake"] = fl
+		m["lr_fake"] = t.OptFake.LR
+	}
+	return m, nil
+}
+
+// fakeStep trains the fake score one step on the student's outputs x0:
+// a fresh index per sample from [IndexLo, IndexHi), fresh noise, FakeLoss.
+func (t *Trainer) fakeStep(x0 *tensor.Tensor, r *rng.Rand) (float64, error) {
+	n := x0.Shape[0]
+	sig := make([]float32, n)
+	for i := range sig {
+		sig[i] = t.Schedule.Sigma(flow.UniformIndex(r, IndexLo, IndexHi))
+	}
+	eps := tensor.New(x0.Shape...)
+	r.FillNormal(eps.Data, 0, 1)
+	loss := FakeLoss(t.Fake.Velocity, x0, eps, sig)
+	t.OptFake.ZeroGrad()
+	loss.Backward()
+	norm := nn.ClipGradNorm(t.OptFake.Params(), t.Config.ClipNorm)
+	t.OptFake.LR = t.lrFake(t.OptFake.Steps())
+	if !math.IsNaN(norm) && !math.IsInf(norm, 0) {
+		t.OptFake.Step()
+	}
+	t.OptFake.ZeroGrad()
+	return float64(loss.Item()), nil
+}
+
+// PixelLoss is the pixel term standing in for TSD-SR's LPIPS (whose
+// ImageNet backbone is not available here): the Charbonnier distance
+// mean(sqrt((D(z / s) - x)^2 + 1e-6)) between the TAESD3 decoding of the
+// scaled latents z (s = taesd.LatentScale) and the HR crops x in [0, 1],
+// a smooth L1 that gradients flow through to z.
+func PixelLoss(dec *taesd.Decoder, z, hr *tensor.Tensor) *tensor.Tensor {
+	img := dec.Forward(tensor.Scale(z, 1/taesd.LatentScale)) // [N, 3, 8h, 8w]
+	if !tensor.SameShape(img.Shape, hr.Shape) {
+		panic(fmt.Sprintf("distill.PixelLoss: decoded %v, HR %v", img.Shape, hr.Shape))
+	}
+	d := tensor.Sub(img, hr)
+	return tensor.Mean(tensor.Sqrt(tensor.AddScalar(tensor.Square(d), 1e-6)))
+}
+
+// Describe is a one-line summary of the trainable parameter counts.
+func (t *Trainer) Describe() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "student %d trainable of %d", nn.Count(t.OptStudent.Params()), t.Student.Params.Count())
+	if t.Fake != nil {
+		fmt.Fprintf(&b, ", fake score %d trainable", nn.Count(t.OptFake.Params()))
+	}
+	return b.String()
+}
