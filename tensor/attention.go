@@ -75,6 +75,7 @@ func attnBlocks(a, b int) int { return (a + b - 1) / b }
 // forward computes out and the logsumexp of every score row, in parallel
 // over (batch, head, query block).
 func (a *attnGeom) forward(q, k, v, out, lse []float32) {
+	kt := a.headsT(k) // [N, heads, dh, Lk]
 	qBlocks := attnBlocks(a.lq, attnBlockQ)
 	parallel.For(a.n*a.heads*qBlocks, 1, func(lo, hi int) {
 		s := make([]float32, attnBlockQ*attnBlockK) // [bq, bk] scores, then probabilities
@@ -92,7 +93,7 @@ func (a *attnGeom) forward(q, k, v, out, lse []float32) {
 			for k0 := 0; k0 < a.lk; k0 += attnBlockK {
 				nk := min(attnBlockK, a.lk-k0)
 				koff := (n*a.lk+k0)*a.d + h*a.dh
-				gemm.Sgemm(false, true, nq, nk, a.dh, a.scale, q[qoff:], a.d, k[koff:], a.d, 0, s, nk)
+				gemm.Sgemm(false, false, nq, nk, a.dh, a.scale, q[qoff:], a.d, kt[(n*a.heads+h)*a.dh*a.lk+k0:], a.lk, 0, s, nk)
 				for i := range nq {
 					row := s[i*nk : (i+1)*nk]
 					mx := max(m[i], rowMax(row))
@@ -143,7 +144,7 @@ func (a *attnGeom) backward(q, k, v, out, lse, g, dq, dk, dv []float32) {
 			}
 		}
 	})
-	b := attnBwd{attnGeom: a, q: q, k: k, v: v, g: g, lse: lse, delta: delta}
+	b := attnBwd{attnGeom: a, q: q, k: k, kt: a.headsT(k), vt: a.headsT(v), g: g, lse: lse, delta: delta}
 	pairs := a.n * a.heads
 	if pairs >= 2*parallel.Threads() {
 		parallel.For(pairs, 1, func(lo, hi int) {
@@ -176,10 +177,32 @@ func (a *attnGeom) backward(q, k, v, out, lse, g, dq, dk, dv []float32) {
 	}
 }
 
+// headsT returns x [N, L, D] (L = Lk) rearranged as [N, heads, dh, L]: with
+// each head's keys as columns, the score products S = Q K^T read their
+// right-hand side in place instead of transposing a key block for every
+// query block.
+func (a *attnGeom) headsT(x []float32) []float32 {
+	t := make([]float32, len(x)) // [N, heads, dh, Lk]
+	parallel.For(a.n*a.heads, 1, func(lo, hi int) {
+		for u := lo; u < hi; u++ {
+			n, h := u/a.heads, u%a.heads
+			dst := t[u*a.dh*a.lk : (u+1)*a.dh*a.lk]
+			for j := range a.lk {
+				src := x[(n*a.lk+j)*a.d+h*a.dh : (n*a.lk+j)*a.d+(h+1)*a.dh]
+				for c, v := range src {
+					dst[c*a.lk+j] = v
+				}
+			}
+		}
+	})
+	return t
+}
+
 // attnBwd is the read-only state shared by the backward workers.
 type attnBwd struct {
 	*attnGeom
-	q, k, v, g, lse, delta []float32
+	q, k, g, lse, delta []float32
+	kt, vt              []float32 // [N, heads, dh, Lk]: K and V per head, transposed
 }
 
 func (b *attnBwd) scratch() [2][]float32 {
@@ -201,7 +224,8 @@ func (b *attnBwd) block(sc [2][]float32, n, h, q0, q1, k0, k1 int, dq, dk, dv []
 		for ks := k0; ks < k1; ks += attnBlockK {
 			nk := min(attnBlockK, k1-ks)
 			koff := (n*b.lk+ks)*d + h*dh
-			gemm.Sgemm(false, true, nq, nk, dh, b.scale, b.q[qoff:], d, b.k[koff:], d, 0, p, nk)
+			ktoff := (n*b.heads+h)*dh*b.lk + ks
+			gemm.Sgemm(false, false, nq, nk, dh, b.scale, b.q[qoff:], d, b.kt[ktoff:], b.lk, 0, p, nk)
 			for i := range nq {
 				expShiftSum(p[i*nk:(i+1)*nk], b.lse[rows+i])
 			}
@@ -211,7 +235,7 @@ func (b *attnBwd) block(sc [2][]float32, n, h, q0, q1, k0, k1 int, dq, dk, dv []
 			if dq == nil && dk == nil {
 				continue
 			}
-			gemm.Sgemm(false, true, nq, nk, dh, 1, b.g[qoff:], d, b.v[koff:], d, 0, ds, nk)
+			gemm.Sgemm(false, false, nq, nk, dh, 1, b.g[qoff:], d, b.vt[ktoff:], b.lk, 0, ds, nk)
 			for i := range nq {
 				di := b.delta[rows+i]
 				pr, dr := p[i*nk:(i+1)*nk], ds[i*nk:(i+1)*nk]

@@ -7,12 +7,16 @@ import (
 	"tsdsr/internal/parallel"
 )
 
-// The output is produced in bands of whole output rows, im2col'ed into a
-// buffer of about convBandCols columns: wide enough that the GEMM has column
-// tasks for every worker, bounded by convColBudget float32 elements so that a
-// 2048x2048 image costs no more scratch memory than a 256x256 one.
+// Convolutions run in bands of whole output rows, im2col'ed into a column
+// buffer, so a 2048x2048 image costs no more scratch memory than a 256x256
+// one. The forward pass gives each worker its own bands of about
+// convFwdCols columns (a buffer near L2 size; measured best of 128..2048).
+// The backward pass, whose dW sums over bands, runs one band at a time with
+// convBwdCols columns per worker so the GEMMs have work for every worker;
+// convColBudget float32 elements bound its buffers.
 var (
-	convBandCols  = 1024 // per worker thread
+	convFwdCols   = 256
+	convBwdCols   = 1024
 	convColBudget = 1 << 23
 )
 
@@ -20,10 +24,11 @@ var (
 // .conv2d: x [N, Cin, H, W], w [Cout, Cin, kh, kw], b [Cout] or nil, output
 // [N, Cout, Ho, Wo] with Ho = (H+2*padding-kh)/stride + 1 (likewise Wo).
 //
-// Each image is one GEMM W[Cout, Cin*kh*kw] x cols[Cin*kh*kw, Ho*Wo] (im2col),
-// done in row bands that bound the column buffer; 1x1 stride-1 convolutions
-// multiply the image directly. Backward recomputes the columns instead of
-// keeping them: dW = g x cols^T, dx = col2im(W^T x g), db = sum of g.
+// Each image is the GEMM W[Cout, Cin*kh*kw] x cols[Cin*kh*kw, Ho*Wo]
+// (im2col), done in row bands that bound the column buffer, bands in
+// parallel; 1x1 stride-1 convolutions multiply the image directly. Backward
+// recomputes the columns instead of keeping them: dW = g x cols^T,
+// dx = col2im(W^T x g), db = sum of g.
 func Conv2d(x, w, b *Tensor, stride, padding int) *Tensor {
 	if x.Dim() != 4 || w.Dim() != 4 || x.Shape[1] != w.Shape[1] {
 		panic(fmt.Sprintf("tensor.Conv2d: x %v and w %v: want x [N, Cin, H, W], w [Cout, Cin, kh, kw]", x.Shape, w.Shape))
@@ -90,40 +95,47 @@ func (g *convGeom) pointwise() bool {
 // k is the GEMM inner dimension Cin*kh*kw.
 func (g *convGeom) k() int { return g.cin * g.kh * g.kw }
 
-// bandRows is how many output rows one im2col band holds.
-func (g *convGeom) bandRows() int {
-	cols := min(convBandCols*parallel.Threads(), convColBudget/g.k())
+// bandRows is how many output rows make a band of about cols columns.
+func (g *convGeom) bandRows(cols int) int {
 	return min(g.ho, max(1, cols/g.wo))
 }
 
 func (g *convGeom) forward(x, w, bias, out []float32) {
 	hw, ohw, k := g.h*g.w, g.ho*g.wo, g.k()
-	var cols []float32
-	if !g.pointwise() {
-		cols = make([]float32, k*g.bandRows()*g.wo) // [Cin*kh*kw, band*Wo]
-	}
 	beta := float32(0)
 	if bias != nil {
 		beta = 1
 	}
-	for n := range g.n {
-		xn := x[n*g.cin*hw : (n+1)*g.cin*hw]       // [Cin, H, W]
-		on := out[n*g.cout*ohw : (n+1)*g.cout*ohw] // [Cout, Ho, Wo]
-		if bias != nil {
-			for co, bv := range bias {
-				convFill(on[co*ohw:(co+1)*ohw], bv)
-			}
+	if g.pointwise() {
+		for n := range g.n {
+			on := out[n*g.cout*ohw : (n+1)*g.cout*ohw] // [Cout, H*W]
+			g.fillBias(on, bias, 0, ohw)
+			gemm.Sgemm(false, false, g.cout, hw, g.cin, 1, w, g.cin, x[n*g.cin*hw:], hw, beta, on, hw)
 		}
-		if g.pointwise() {
-			gemm.Sgemm(false, false, g.cout, hw, g.cin, 1, w, g.cin, xn, hw, beta, on, hw)
-			continue
-		}
-		for r0 := 0; r0 < g.ho; r0 += g.bandRows() {
-			r1 := min(g.ho, r0+g.bandRows())
+		return
+	}
+	rows := g.bandRows(convFwdCols)
+	bands := (g.ho + rows - 1) / rows
+	parallel.For(g.n*bands, 1, func(lo, hi int) {
+		cols := make([]float32, k*rows*g.wo) // [Cin*kh*kw, band*Wo]
+		for u := lo; u < hi; u++ {
+			n, r0 := u/bands, u%bands*rows
+			r1 := min(g.ho, r0+rows)
 			np := (r1 - r0) * g.wo
-			g.im2col(xn, cols[:k*np], r0, r1)
+			on := out[n*g.cout*ohw : (n+1)*g.cout*ohw] // [Cout, Ho, Wo]
+			g.fillBias(on, bias, r0*g.wo, np)
+			g.im2colRows(x[n*g.cin*hw:(n+1)*g.cin*hw], cols[:k*np], r0, r1, 0, k)
 			gemm.Sgemm(false, false, g.cout, np, k, 1, w, k, cols, np, beta, on[r0*g.wo:], ohw)
 		}
+	})
+}
+
+// fillBias sets elements [off, off+np) of every channel of on [Cout, Ho*Wo]
+// to the channel's bias (nothing when bias is nil).
+func (g *convGeom) fillBias(on, bias []float32, off, np int) {
+	ohw := g.ho * g.wo
+	for co, bv := range bias {
+		convFill(on[co*ohw+off:co*ohw+off+np], bv)
 	}
 }
 
@@ -131,12 +143,13 @@ func (g *convGeom) forward(x, w, bias, out []float32) {
 func (g *convGeom) backward(x, w, gr, dx, dw []float32) {
 	hw, ohw, k := g.h*g.w, g.ho*g.wo, g.k()
 	var cols, dcols []float32
+	rows := g.bandRows(min(convBwdCols*parallel.Threads(), convColBudget/k))
 	if !g.pointwise() {
 		if dw != nil {
-			cols = make([]float32, k*g.bandRows()*g.wo) // [Cin*kh*kw, band*Wo]
+			cols = make([]float32, k*rows*g.wo) // [Cin*kh*kw, band*Wo]
 		}
 		if dx != nil {
-			dcols = make([]float32, k*g.bandRows()*g.wo) // [Cin*kh*kw, band*Wo]
+			dcols = make([]float32, k*rows*g.wo) // [Cin*kh*kw, band*Wo]
 		}
 	}
 	betaW := float32(0) // the first product initialises dw, later ones add
@@ -153,8 +166,8 @@ func (g *convGeom) backward(x, w, gr, dx, dw []float32) {
 			}
 			continue
 		}
-		for r0 := 0; r0 < g.ho; r0 += g.bandRows() {
-			r1 := min(g.ho, r0+g.bandRows())
+		for r0 := 0; r0 < g.ho; r0 += rows {
+			r1 := min(g.ho, r0+rows)
 			np := (r1 - r0) * g.wo
 			if dw != nil {
 				g.im2col(xn, cols[:k*np], r0, r1)
@@ -200,37 +213,44 @@ func (g *convGeom) validCols(kj int) (lo, hi int) {
 
 // im2col writes the columns of output rows [r0, r1) of one image xn
 // [Cin, H, W] into cols [Cin*kh*kw, (r1-r0)*Wo], row (c, ki, kj) holding the
-// input pixel each output pixel sees through kernel tap (ki, kj).
+// input pixel each output pixel sees through kernel tap (ki, kj); the rows
+// are split over the worker pool.
 func (g *convGeom) im2col(xn, cols []float32, r0, r1 int) {
 	np := (r1 - r0) * g.wo
-	taps := g.kh * g.kw
 	parallel.For(g.k(), max(1, 16384/np), func(lo, hi int) {
-		for row := lo; row < hi; row++ {
-			c, ki, kj := row/taps, row%taps/g.kw, row%g.kw
-			plane := xn[c*g.h*g.w : (c+1)*g.h*g.w]
-			dst := cols[row*np : (row+1)*np]
-			clo, chi := g.validCols(kj)
-			for oh := r0; oh < r1; oh++ {
-				d := dst[(oh-r0)*g.wo : (oh-r0+1)*g.wo]
-				ih := oh*g.s - g.p + ki
-				if ih < 0 || ih >= g.h {
-					clear(d)
-					continue
-				}
-				src := plane[ih*g.w : (ih+1)*g.w]
-				clear(d[:clo])
-				clear(d[chi:])
-				off := kj - g.p
-				if g.s == 1 {
-					copy(d[clo:chi], src[clo+off:chi+off])
-					continue
-				}
-				for ow := clo; ow < chi; ow++ {
-					d[ow] = src[ow*g.s+off]
-				}
+		g.im2colRows(xn, cols, r0, r1, lo, hi)
+	})
+}
+
+// im2colRows is im2col for the column-buffer rows [lo, hi) only.
+func (g *convGeom) im2colRows(xn, cols []float32, r0, r1, lo, hi int) {
+	np := (r1 - r0) * g.wo
+	taps := g.kh * g.kw
+	for row := lo; row < hi; row++ {
+		c, ki, kj := row/taps, row%taps/g.kw, row%g.kw
+		plane := xn[c*g.h*g.w : (c+1)*g.h*g.w]
+		dst := cols[row*np : (row+1)*np]
+		clo, chi := g.validCols(kj)
+		for oh := r0; oh < r1; oh++ {
+			d := dst[(oh-r0)*g.wo : (oh-r0+1)*g.wo]
+			ih := oh*g.s - g.p + ki
+			if ih < 0 || ih >= g.h {
+				clear(d)
+				continue
+			}
+			src := plane[ih*g.w : (ih+1)*g.w]
+			clear(d[:clo])
+			clear(d[chi:])
+			off := kj - g.p
+			if g.s == 1 {
+				copy(d[clo:chi], src[clo+off:chi+off])
+				continue
+			}
+			for ow := clo; ow < chi; ow++ {
+				d[ow] = src[ow*g.s+off]
 			}
 		}
-	})
+	}
 }
 
 // col2im is the adjoint of im2col: it adds each column entry of dcols
