@@ -24,9 +24,10 @@ const (
 //
 // The forward pass is FlashAttention-style: blocks of queries meet blocks of
 // keys with an online softmax, and only the per-row logsumexp is kept, so
-// memory stays O(N*Lq*heads) beyond the inputs and output instead of
-// O(Lq*Lk). The backward pass recomputes the probabilities block by block
-// from that logsumexp (FlashAttention-2).
+// memory grows like the inputs (plus a per-head transposed copy of K, and of
+// V in the backward pass) instead of like Lq*Lk. The backward pass
+// recomputes the probabilities block by block from that logsumexp
+// (FlashAttention-2).
 func Attention(q, k, v *Tensor, heads int) *Tensor {
 	if q.Dim() != 3 || k.Dim() != 3 || !SameShape(k.Shape, v.Shape) || k.Shape[0] != q.Shape[0] || k.Shape[2] != q.Shape[2] {
 		panic(fmt.Sprintf("tensor.Attention: q %v, k %v, v %v: want q [N, Lq, D], k and v [N, Lk, D]", q.Shape, k.Shape, v.Shape))
