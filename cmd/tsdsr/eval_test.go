@@ -71,10 +71,15 @@ func TestEvalCommandRealSR(t *testing.T) {
 		t.Errorf("summary %s", lines[3])
 	}
 
-	// No-reference run: NIQE only, table output.
+	// No-reference run: NIQE only, table output, progress bar as on a
+	// terminal (stderr only).
 	out.Reset()
-	if err := runEval(context.Background(), []string{"--sr", srDir}, &out, &errb, false); err != nil {
+	errb.Reset()
+	if err := runEval(context.Background(), []string{"--sr", srDir}, &out, &errb, true); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(errb.String(), "evaluating") {
+		t.Errorf("no progress bar on stderr: %q", errb.String())
 	}
 	if !strings.Contains(out.String(), "niqe") || strings.Contains(out.String(), "psnr") || !strings.Contains(out.String(), "mean (3)") {
 		t.Errorf("NIQE-only table:\n%s", out.String())
