@@ -99,19 +99,22 @@ func ReadMetrics(path string) ([]Metrics, error) {
 const plotPoints = 300
 
 // PlotMetrics draws the series of metrics.jsonl whose names start with one
-// of prefixes against the step, on a log scale, into a PNG (atomically).
+// of prefixes against the step into a PNG (atomically), on a log scale when
+// the values span more than a decade.
 func PlotMetrics(metricsPath, pngPath string, prefixes ...string) error {
 	rows, err := ReadMetrics(metricsPath)
 	if err != nil {
 		return err
 	}
 	series := map[string]plotter.XYs{}
+	lo, hi := math.Inf(1), 0.0
 	for _, row := range rows {
 		for k, v := range row {
 			if k == "step" || v <= 0 || !hasPrefix(k, prefixes) {
 				continue
 			}
 			series[k] = append(series[k], plotter.XY{X: row["step"], Y: v})
+			lo, hi = min(lo, v), max(hi, v)
 		}
 	}
 	if len(series) == 0 {
@@ -120,9 +123,14 @@ func PlotMetrics(metricsPath, pngPath string, prefixes ...string) error {
 	p := plot.New()
 	p.Title.Text = "training metrics"
 	p.X.Label.Text = "step"
-	p.Y.Label.Text = "value (log scale)"
-	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Label.Text = "value"
+	if hi > 10*lo {
+		// Losses falling over decades read best on a log scale; over a
+		// narrower range log ticks would leave the axis unlabelled.
+		p.Y.Label.Text = "value (log scale)"
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
 	p.Legend.Top = true
 	names := make([]string, 0, len(series))
 	for k := range series {

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"tsdsr/flow"
+	"tsdsr/imageio"
+	"tsdsr/internal/parallel"
+	"tsdsr/model/mmdit"
+	"tsdsr/model/taesd"
+	"tsdsr/nn"
+	"tsdsr/rng"
+	"tsdsr/safetensors"
+	"tsdsr/tensor"
+	"tsdsr/train"
+)
+
+// samplers are the subcommands of "tsdsr sample".
+var samplers = map[string]*command{
+	"prior": {name: "prior", summary: "unconditional samples of the flow-matching prior, decoded by TAESD3", run: runSamplePrior},
+}
+
+func init() {
+	register(&command{name: "sample", summary: "draw samples from a trained model (sample prior)", run: func(ctx context.Context, args []string) error {
+		return runSub(ctx, "sample", samplers, args)
+	}})
+}
+
+// loadPrior reads a prior from a run directory (config.json and the latest
+// checkpoint's part, falling back to "model" when the run has no EMA) or
+// from a weights file with config.json beside it.
+func loadPrior(path, part string) (*mmdit.Model, string, error) {
+	dir, weights := path, ""
+	if st, err := os.Stat(path); err != nil {
+		return nil, "", err
+	} else if st.IsDir() {
+		for _, p := range []string{part, "model"} {
+			w, err := train.LatestPart(path, p)
+			if err != nil {
+				return nil, "", fmt.Errorf("%s: no checkpoint: %w", path, err)
+			}
+			if _, err := os.Stat(w); err == nil {
+				weights = w
+				break
+			}
+		}
+		if weights == "" {
+			return nil, "", fmt.Errorf("%s: the latest checkpoint has neither %s nor model weights", path, part)
+		}
+	} else {
+		dir, weights = filepath.Dir(path), path
+	}
+	cfg, err := mmdit.LoadConfig(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, "", err
+	}
+	params := nn.NewParams(nil)
+	m, err := mmdit.New(cfg, params)
+	if err != nil {
+		return nil, "", err
+	}
+	f, err := safetensors.Load(weights)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := params.Load(f, true); err != nil {
+		return nil, "", fmt.Errorf("%s: %w", weights, err)
+	}
+	params.Freeze()
+	return m, weights, nil
+}
+
+func runSamplePrior(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("sample prior", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: tsdsr sample prior --model DIR|FILE -o grid.png [--steps 28] [--n 16] [--size 256] [--seed S]")
+		fmt.Fprintln(fs.Output(), "\nDraws n latents from N(0, I), integrates the prior's flow with an Euler sampler over SD3's")
+		fmt.Fprintln(fs.Output(), "shift-3 schedule, decodes them with TAESD3 and writes them as a grid. --model is a training")
+		fmt.Fprint(fs.Output(), "run directory (latest checkpoint, EMA weights) or a weights file with config.json beside it.\n\n")
+		fs.PrintDefaults()
+	}
+	model := fs.String("model", "", "run directory or weights file")
+	part := fs.String("weights", "ema", "checkpoint part of a run directory: ema or model")
+	steps := fs.Int("steps", 28, "Euler steps")
+	n := fs.Int("n", 16, "samples")
+	size := fs.Int("size", 256, "image side in pixels (a multiple of 8 x patch size)")
+	seed := fs.Uint64("seed", 0, "noise seed")
+	batch := fs.Int("batch", 4, "samples per model pass")
+	cols := fs.Int("cols", 0, "grid columns (0: about sqrt(n))")
+	output := fs.String("o", "", "output image (png, jpg, webp)")
+	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if *model == "" || *output == "" || *steps < 1 || *n < 1 || *batch < 1 || *size < taesd.Factor || *size%taesd.Factor != 0 || fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	if *threads > 0 {
+		parallel.SetThreads(*threads)
+	}
+	m, weights, err := loadPrior(*model, *part)
+	if err != nil {
+		return err
+	}
+	s := *size / taesd.Factor
+	if s%m.Config.PatchSize != 0 || s/m.Config.PatchSize > m.Config.PosEmbedMaxSize {
+		return fmt.Errorf("size %d gives %dx%d latents, which do not fit patch %d and position grid %d", *size, s, s, m.Config.PatchSize, m.Config.PosEmbedMaxSize)
+	}
+	_, dec, err := taesd.Embedded()
+	if err != nil {
+		return err
+	}
+	var progress io.Writer = os.Stderr
+	if *quiet {
+		progress = nil
+	}
+	var bar *progressbar.ProgressBar
+	if progress != nil {
+		fmt.Fprintf(progress, "sampling %d images of %dx%d from %s (%d steps)\n", *n, *size, *size, weights, *steps)
+		bar = progressbar.NewOptions(*n**steps, progressbar.OptionSetWriter(progress),
+			progressbar.OptionSetDescription("sampling"), progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(true), progressbar.OptionSetWidth(25),
+			progressbar.OptionThrottle(200*time.Millisecond))
+	}
+	var canceled error
+	velocity := func(x *tensor.Tensor, t []float32) *tensor.Tensor {
+		if ctx.Err() != nil {
+			// Stop cheaply: the rest of the batch is thrown away.
+			canceled = ctx.Err()
+			return tensor.New(x.Shape...)
+		}
+		v := m.Velocity(x, t)
+		if bar != nil {
+			bar.Add(x.Shape[0])
+		}
+		return v
+	}
+	// Sample i's noise comes from its own generator, so the images do not
+	// depend on --batch.
+	sigmas := flow.SD3().InferenceSigmas(*steps)
+	images := make([]*tensor.Tensor, 0, *n)
+	for lo := 0; lo < *n; lo += *batch {
+		hi := min(*n, lo+*batch)
+		per := 16 * s * s
+		x := tensor.New(hi-lo, 16, s, s)
+		for i := lo; i < hi; i++ {
+			rng.New(*seed).Child(uint64(i)).FillNormal(x.Data[(i-lo)*per:(i-lo+1)*per], 0, 1)
+		}
+		z := flow.Sample(velocity, x, sigmas)
+		if canceled != nil {
+			return canceled
+		}
+		restore := tensor.NoGrad()
+		for i := range hi - lo {
+			zi := tensor.FromData(z.Data[i*per:(i+1)*per], 1, 16, s, s)
+			images = append(images, dec.Forward(tensor.Scale(zi, 1/taesd.LatentScale)))
+		}
+		restore()
+	}
+	if progress != nil {
+		bar.Finish()
+		fmt.Fprintln(progress)
+	}
+	if err := imageio.WriteFile(*output, grid(images, *cols), nil); err != nil {
+		return err
+	}
+	if progress != nil {
+		fmt.Fprintf(progress, "wrote %s\n", *output)
+	}
+	return nil
+}
+
+// gridPad is the white gap between grid cells, in pixels.
+const gridPad = 2
+
+// grid lays out images [1, 3, H, W] (values clamped to [0, 1]) in rows of
+// cols cells (about square when cols is 0) on a white background.
+func grid(images []*tensor.Tensor, cols int) *imageio.Image {
+	h, w := images[0].Shape[2], images[0].Shape[3]
+	if cols <= 0 {
+		cols = int(math.Ceil(math.Sqrt(float64(len(images)))))
+	}
+	cols = min(cols, len(images))
+	rows := (len(images) + cols - 1) / cols
+	gw, gh := cols*w+(cols+1)*gridPad, rows*h+(rows+1)*gridPad
+	out := imageio.NewImage(gw, gh, 3)
+	for i := range out.Pix {
+		out.Pix[i] = 1
+	}
+	for k, img := range images {
+		x0, y0 := gridPad+(k%cols)*(w+gridPad), gridPad+(k/cols)*(h+gridPad)
+		for c := range 3 {
+			for y := range h {
+				src := img.Data[(c*h+y)*w:][:w]
+				dst := out.Pix[c*gw*gh+(y0+y)*gw+x0:][:w]
+				for x, v := range src {
+					dst[x] = min(1, max(0, v))
+				}
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"tsdsr/data"
+	"tsdsr/internal/parallel"
+	"tsdsr/latents"
+	"tsdsr/model/mmdit"
+	"tsdsr/model/taesd"
+	"tsdsr/nn"
+	"tsdsr/rng"
+	"tsdsr/train"
+)
+
+func init() {
+	register(&command{name: "train", summary: "train a model (train prior: the flow-matching latent prior)", run: runTrain})
+	registerTrainer("prior", "flow-matching MMDiT prior on TAESD3 latents of HR photos", runTrainPrior)
+}
+
+// trainers are the subcommands of "tsdsr train" (prior here; the
+// distillation trainer registers its own).
+var trainers = map[string]*command{}
+
+func registerTrainer(name, summary string, run func(context.Context, []string) error) {
+	if _, dup := trainers[name]; dup {
+		panic("tsdsr: duplicate trainer " + name)
+	}
+	trainers[name] = &command{name: name, summary: summary, run: run}
+}
+
+// runSub dispatches "tsdsr <cmd> <sub> [flags]" to one of subs.
+func runSub(ctx context.Context, cmd string, subs map[string]*command, args []string) error {
+	if len(args) > 0 {
+		if c, ok := subs[args[0]]; ok {
+			return c.run(ctx, args[1:])
+		}
+	}
+	w := os.Stderr
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		w = os.Stdout
+	} else if len(args) > 0 {
+		fmt.Fprintf(w, "tsdsr %s: unknown %s %q\n\n", cmd, cmd, args[0])
+	}
+	fmt.Fprintf(w, "Usage: tsdsr %s <what> [flags]   (tsdsr %s <what> -h for its flags)\n\n", cmd, cmd)
+	names := make([]string, 0, len(subs))
+	for n := range subs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, subs[n].summary)
+	}
+	if w == os.Stdout {
+		return flag.ErrHelp
+	}
+	return errUsage
+}
+
+func runTrain(ctx context.Context, args []string) error { return runSub(ctx, "train", trainers, args) }
+
+// priorRecipe is what a resumed prior run must repeat exactly; it is saved
+// in every checkpoint's state.json.
+type priorRecipe struct {
+	Model       mmdit.Config `json:"model"`
+	Steps       int          `json:"steps"`
+	Batch       int          `json:"batch"`
+	LR          float64      `json:"lr"`
+	Warmup      int          `json:"warmup"`
+	WeightDecay float64      `json:"weight_decay"`
+	Clip        float64      `json:"clip"`
+	EMA         float64      `json:"ema"`
+	LogitMean   float64      `json:"logit_mean"`
+	LogitStd    float64      `json:"logit_std"`
+	Cache       cacheInfo    `json:"cache"`
+	ValFraction float64      `json:"val_fraction"`
+	ValN        int          `json:"val_n"`
+	ValEvery    int          `json:"val_every"`
+}
+
+// cacheInfo identifies a latent cache by content, not by path.
+type cacheInfo struct {
+	Source string `json:"source"`
+	Crop   int    `json:"crop"`
+	Seed   uint64 `json:"seed"`
+	Count  int    `json:"count"`
+}
+
+func runTrainPrior(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("train prior", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: tsdsr train prior --out DIR --steps N [--config model.json] [--data DIR] [--cache FILE] [--resume] [flags]")
+		fmt.Fprintln(fs.Output(), "\nTrains the MMDiT prior by flow matching (SD3: loss = MSE(v, eps - x0), logit-normal noise levels,")
+		fmt.Fprintln(fs.Output(), "shift 3) on TAESD3 latents of random HR crops. The latents are encoded once into --cache")
+		fmt.Fprintln(fs.Output(), "(built from --data when the file does not exist). OUT gets config.json, checkpoints/,")
+		fmt.Fprintln(fs.Output(), "state.json, metrics.jsonl, loss.png and train.log; Ctrl-C saves a checkpoint, and --resume")
+		fmt.Fprint(fs.Output(), "continues exactly where it stopped.\n\n")
+		fs.PrintDefaults()
+	}
+	def := train.DefaultPriorOptions()
+	config := fs.String("config", "", "model config JSON (diffusers SD3 keys + context_tokens; default: the built-in small prior)")
+	dataDir := fs.String("data", "", "directory of HR photos for the latent cache")
+	cache := fs.String("cache", "", "latent cache file (default OUT/latents.safetensors); built from --data if missing")
+	crop := fs.Int("crop", 256, "HR crop side for a new cache (latents are crop/8)")
+	perPhoto := fs.Int("crops-per-photo", 8, "crops per photo for a new cache")
+	out := fs.String("out", "", "run directory")
+	steps := fs.Int("steps", def.Steps, "optimiser steps")
+	batch := fs.Int("batch", def.Batch, "latents per step")
+	lr := fs.Float64("lr", def.LR, "peak learning rate (cosine decay after warm-up)")
+	warmup := fs.Int("warmup", def.Warmup, "linear warm-up steps")
+	wd := fs.Float64("weight-decay", def.WeightDecay, "AdamW weight decay")
+	clip := fs.Float64("clip", def.ClipNorm, "gradient-norm clipping (0: none)")
+	ema := fs.Float64("ema", def.EMADecay, "EMA decay of the weights (0: no EMA)")
+	logitMean := fs.Float64("logit-mean", def.LogitMean, "mean of the logit-normal noise-level density")
+	logitStd := fs.Float64("logit-std", def.LogitStd, "std of the logit-normal noise-level density")
+	seed := fs.Uint64("seed", 0, "seed of the initialisation, batches, noise and the cache")
+	resume := fs.Bool("resume", false, "continue the run in OUT from its latest checkpoint")
+	valEvery := fs.Int("val-every", def.EvalEvery, "validation period in steps (also run at the end)")
+	saveEvery := fs.Int("save-every", def.SaveEvery, "checkpoint period in steps (also at the end and on Ctrl-C)")
+	valFraction := fs.Float64("val-fraction", 0.05, "fraction of photos held out for validation")
+	valN := fs.Int("val-n", 64, "held-out latents in the validation loss (0: all)")
+	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
+	quiet := fs.Bool("quiet", false, "no progress bars")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if *out == "" || *steps <= 0 || *batch <= 0 || *lr <= 0 || fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	if *threads > 0 {
+		parallel.SetThreads(*threads)
+	}
+	cfg := mmdit.Small()
+	if *config != "" {
+		var err error
+		if cfg, err = mmdit.LoadConfig(*config); err != nil {
+			return err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if *cache == "" {
+		*cache = filepath.Join(*out, "latents.safetensors")
+	}
+	var progress io.Writer = os.Stderr
+	if *quiet {
+		progress = nil
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	c, err := openCache(ctx, *cache, *dataDir, latents.BuildOptions{Crop: *crop, PerPhoto: *perPhoto, Seed: *seed}, progress)
+	if err != nil {
+		return err
+	}
+	if s := c.Latents.Shape[2]; s%cfg.PatchSize != 0 || s/cfg.PatchSize > cfg.PosEmbedMaxSize {
+		return fmt.Errorf("latents of %d px (crop %d) do not fit patch %d and position grid %d", s, c.Crop, cfg.PatchSize, cfg.PosEmbedMaxSize)
+	}
+	trainSet, valSet := c.Split(*valFraction)
+	if trainSet.Len() == 0 {
+		return fmt.Errorf("no training latents in %s", *cache)
+	}
+
+	recipe := priorRecipe{Model: cfg, Steps: *steps, Batch: *batch, LR: *lr, Warmup: *warmup, WeightDecay: *wd,
+		Clip: *clip, EMA: *ema, LogitMean: *logitMean, LogitStd: *logitStd,
+		Cache:       cacheInfo{Source: c.Source, Crop: c.Crop, Seed: c.Seed, Count: len(c.Photo)},
+		ValFraction: *valFraction, ValN: *valN, ValEvery: *valEvery}
+	run, err := train.Open(train.Options{Dir: *out, Seed: *seed, Resume: *resume, Config: recipe})
+	if err != nil {
+		return err
+	}
+	defer run.Close()
+	if err := run.WriteJSON("config.json", cfg); err != nil {
+		return err
+	}
+	params := nn.NewParams(rng.New(*seed))
+	model, err := mmdit.New(cfg, params)
+	if err != nil {
+		return err
+	}
+	o := def
+	o.Steps, o.Batch, o.LR, o.Warmup, o.WeightDecay, o.ClipNorm, o.EMADecay = *steps, *batch, *lr, *warmup, *wd, *clip, *ema
+	o.LogitMean, o.LogitStd, o.SaveEvery, o.EvalEvery, o.Progress = *logitMean, *logitStd, *saveEvery, *valEvery, progress
+	val := valSet.First(*valN)
+	if valSet.Len() == 0 {
+		val = nil
+	}
+	run.Log.Info("prior", "params", params.Count(), "train_latents", trainSet.Len(), "val_latents", valSet.Len(),
+		"threads", parallel.Threads())
+	if progress != nil {
+		fmt.Fprintf(progress, "prior: %d parameters, %d training / %d held-out latents of %dx%d, run in %s\n",
+			params.Count(), trainSet.Len(), valSet.Len(), c.Latents.Shape[2], c.Latents.Shape[3], *out)
+	}
+	err = train.TrainPrior(ctx, run, model.Velocity, params, trainSet, val, o)
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("interrupted: checkpoint saved at step %d in %s; continue with --resume", run.Step(), *out)
+	}
+	if err != nil {
+		return err
+	}
+	rows, _ := train.ReadMetrics(filepath.Join(*out, "metrics.jsonl"))
+	for i := len(rows) - 1; i >= 0; i-- {
+		if v, ok := rows[i]["val"]; ok && progress != nil {
+			fmt.Fprintf(progress, "step %d: validation loss %.4f (sigma 0.2/0.5/0.8: %.4f %.4f %.4f)\n", int(rows[i]["step"]),
+				v, rows[i]["val_0.2"], rows[i]["val_0.5"], rows[i]["val_0.8"])
+			break
+		}
+	}
+	if progress != nil {
+		fmt.Fprintf(progress, "done: %d steps in %s of training; weights in %s\n", run.Step(), run.Elapsed().Round(time.Second), *out)
+	}
+	return nil
+}
+
+// openCache loads the latent cache at path, or builds it from dataDir and
+// saves it there when the file does not exist.
+func openCache(ctx context.Context, path, dataDir string, o latents.BuildOptions, progress io.Writer) (*latents.Cache, error) {
+	if _, err := os.Stat(path); err == nil {
+		return latents.Load(path)
+	}
+	if dataDir == "" {
+		return nil, fmt.Errorf("latent cache %s does not exist: give --data DIR to build it", path)
+	}
+	photos, err := data.OpenDir(dataDir, 256<<20)
+	if err != nil {
+		return nil, err
+	}
+	enc, _, err := taesd.Embedded()
+	if err != nil {
+		return nil, err
+	}
+	if progress != nil {
+		bar := progressbar.NewOptions(photos.Len()*o.PerPhoto, progressbar.OptionSetWriter(progress),
+			progressbar.OptionSetDescription("encoding crops"), progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(true), progressbar.OptionSetWidth(25),
+			progressbar.OptionThrottle(200*time.Millisecond))
+		o.Progress = func(done, total int) {
+			bar.ChangeMax(total)
+			bar.Set(done)
+		}
+		defer fmt.Fprintln(progress)
+	}
+	t0 := time.Now()
+	c, err := latents.Build(ctx, photos, dataDir, enc, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Save(path); err != nil {
+		return nil, err
+	}
+	if progress != nil {
+		fmt.Fprintf(progress, "\nencoded %d crops of %d photos in %s into %s\n", len(c.Photo), len(c.Photos)-len(c.Skipped),
+			time.Since(t0).Round(time.Second), path)
+	}
+	return c, nil
+}
