@@ -35,7 +35,7 @@ type degradeRun struct {
 func runDegrade(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("degrade", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: tsdsr degrade --hr DIR --out DIR --n N [--size 512] [--seed S] [--config opts.json] [-j N]")
+		fmt.Fprintln(fs.Output(), "Usage: tsdsr degrade --hr DIR --out DIR --n N [--size 512] [--seed S] [--config opts.json] [-j N]\n       tsdsr degrade --print-config [--config opts.json] [--size N]")
 		fmt.Fprintln(fs.Output(), "\nWrites OUT/hr/NNNNNN.png (USM-sharpened HR crop), OUT/lr/NNNNNN.png (degraded, size/4)")
 		fmt.Fprintln(fs.Output(), "and OUT/meta/NNNNNN.json (every sampled parameter). Pairs already written are skipped;")
 		fmt.Fprint(fs.Output(), "the same seed and settings give the same files.\n\n")
@@ -49,13 +49,14 @@ func runDegrade(ctx context.Context, args []string) error {
 	config := fs.String("config", "", "JSON options file (fields left out keep the Real-ESRGAN defaults)")
 	jobs := fs.Int("j", parallel.Threads(), "pairs built in parallel")
 	cacheMB := fs.Int64("cache-mb", data.DefaultCacheBytes>>20, "memory for decoded photos, MiB")
+	printConfig := fs.Bool("print-config", false, "print the effective options as JSON (a starting point for --config) and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return errUsage
 	}
-	if *hrDir == "" || *outDir == "" || *n <= 0 || fs.NArg() > 0 {
+	if fs.NArg() > 0 || !*printConfig && (*hrDir == "" || *outDir == "" || *n <= 0) {
 		fs.Usage()
 		return errUsage
 	}
@@ -70,6 +71,14 @@ func runDegrade(ctx context.Context, args []string) error {
 		opts.Crop.Size = *size
 	}
 	if err := opts.Validate(); err != nil {
+		return err
+	}
+	if *printConfig {
+		js, err := json.MarshalIndent(opts, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Printf("%s\n", js)
 		return err
 	}
 	photos, err := data.OpenDir(*hrDir, *cacheMB<<20)

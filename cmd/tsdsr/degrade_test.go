@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -105,5 +106,36 @@ func TestDegradeCommand(t *testing.T) {
 	}
 	if err := runDegrade(context.Background(), []string{"--hr", photos, "--n", "5"}); err != errUsage {
 		t.Fatalf("missing --out: %v", err)
+	}
+}
+
+// TestDegradePrintConfig: --print-config emits options that --config
+// loads back unchanged.
+func TestDegradePrintConfig(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = w
+	err = runDegrade(context.Background(), []string{"--print-config", "--size", "256"})
+	os.Stdout = stdout
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := io.ReadAll(r)
+	path := filepath.Join(t.TempDir(), "o.json")
+	os.WriteFile(path, js, 0o644)
+	o, err := degrade.LoadOptions(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := degrade.DefaultOptions()
+	want.Crop.Size = 256
+	a, _ := json.Marshal(o)
+	b, _ := json.Marshal(want)
+	if string(a) != string(b) {
+		t.Fatalf("printed config loads as %s, want %s", a, b)
 	}
 }
