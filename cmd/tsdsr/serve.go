@@ -33,7 +33,7 @@ func (f *serveFlags) register(fl *flag.FlagSet) {
 	fl.IntVar(&f.workers, "workers", server.DefaultWorkers, "jobs run at once (each uses all --threads)")
 	fl.IntVar(&f.queue, "queue", server.DefaultQueue, "jobs that may wait for a worker; beyond that, 429")
 	fl.DurationVar(&f.timeout, "timeout", server.DefaultTimeout, "per-request deadline, queueing included")
-	fl.StringVar(&f.model, "model", "", "model: a checkpoint path (reserved) or \"bicubic\"; default: the embedded model (the bicubic baseline in this build)")
+	fl.StringVar(&f.model, "model", "", "model: a student checkpoint (.safetensors from tsdsr train distill) or a built-in name (tsdsr models); default: the embedded default model")
 	fl.IntVar(&f.scale, "scale", 4, "native model scale")
 	fl.IntVar(&f.threads, "threads", 0, "worker threads per job (0 = all cores)")
 	fl.IntVar(&f.tile, "tile", 64, "model tile size in latent pixels; unused by the bicubic baseline")

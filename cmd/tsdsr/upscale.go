@@ -18,6 +18,7 @@ import (
 
 	"tsdsr/imageio"
 	"tsdsr/internal/parallel"
+	"tsdsr/models"
 	"tsdsr/sr"
 )
 
@@ -25,21 +26,35 @@ func init() {
 	register(&command{name: "upscale", summary: "upscale photos (a file or a folder) 4x", run: runUpscale})
 }
 
-// loadUpscaler returns the model named by --model at native scale s.
-// "" and "bicubic" give the bicubic baseline until the embedded model lands;
-// checkpoints are reserved for `tsdsr train distill` output.
+// loadUpscaler returns the model named by --model at native scale s: a
+// student checkpoint file from `tsdsr train distill`, a built-in model
+// name (see `tsdsr models`), or "" for the default built-in model. Only
+// the bicubic baseline runs at scales other than 4.
 func loadUpscaler(name string, s int) (sr.Upscaler, error) {
-	switch name {
-	case "", "bicubic":
+	if name == "" {
+		name = models.DefaultName()
+	}
+	if name == models.Bicubic {
 		if s < 1 || s > 16 {
 			return nil, fmt.Errorf("--scale %d: want 1..16", s)
 		}
 		return sr.Bicubic{Factor: s}, nil
 	}
-	if _, err := os.Stat(name); err == nil {
-		return nil, fmt.Errorf("--model %s: loading checkpoints is not available in this build; the only model is the built-in \"bicubic\" baseline", name)
+	if s != 4 {
+		return nil, fmt.Errorf("--scale %d: model %s is 4x only (use --outscale for other output sizes)", s, name)
 	}
-	return nil, fmt.Errorf("--model %q: no such file and not a built-in model (available: bicubic)", name)
+	if st, err := os.Stat(name); err == nil && !st.IsDir() {
+		up, err := models.LoadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("--model %s: %w (built-in models: tsdsr models)", name, err)
+		}
+		return up, nil
+	}
+	up, err := models.Load(name)
+	if err != nil {
+		return nil, fmt.Errorf("--model %q: not a checkpoint file, and %w", name, err)
+	}
+	return up, nil
 }
 
 // parseBytes reads a size such as 1500000, 512MB, 2GiB or 1.5G (decimal
@@ -112,7 +127,7 @@ func runUpscale(ctx context.Context, args []string) error {
 	fl.StringVar(&c.suffix, "suffix", "", "added to output file names in folder mode, e.g. _x4")
 	fl.BoolVar(&c.skipExisting, "skip-existing", false, "skip inputs whose output exists")
 	fl.BoolVar(&c.overwrite, "overwrite", false, "replace existing outputs (inputs are never overwritten)")
-	fl.StringVar(&model, "model", "", "model: a checkpoint path (reserved) or \"bicubic\"; default: the embedded model (the bicubic baseline in this build)")
+	fl.StringVar(&model, "model", "", "model: a student checkpoint (.safetensors from tsdsr train distill) or a built-in name (tsdsr models); default: the embedded default model")
 	fl.IntVar(&threads, "threads", 0, "worker threads (0 = all cores)")
 	fl.Uint64Var(&seed, "seed", 0, "seed for the model's noise: same input and seed, same bytes")
 	fl.BoolVar(&c.quiet, "quiet", false, "print only errors")

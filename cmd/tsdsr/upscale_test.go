@@ -250,7 +250,7 @@ func TestUpscaleRejectsBadFlags(t *testing.T) {
 	writePNG(t, in, 2, 2)
 	for _, args := range [][]string{
 		{"--model", "/no/such/checkpoint.safetensors"},
-		{"--model", in}, // exists, but checkpoints are not loadable yet
+		{"--model", in}, // exists, but is not a checkpoint
 		{"--color-fix", "sepia"},
 		{"--format", "gif"},
 		{"--quality", "0"},
@@ -260,7 +260,7 @@ func TestUpscaleRejectsBadFlags(t *testing.T) {
 		err := runUpscale(context.Background(), append([]string{"-i", in, "-o", filepath.Join(dir, "o.png"), "--quiet"}, args...))
 		if err == nil {
 			t.Errorf("%v accepted", args)
-		} else if args[0] == "--model" && !strings.Contains(err.Error(), "bicubic") {
+		} else if args[0] == "--model" && !strings.Contains(err.Error(), "models") {
 			t.Errorf("%v: error does not name the available model: %v", args, err)
 		}
 	}
