@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"tsdsr/imageio"
+	"tsdsr/model/mmdit"
 	"tsdsr/train"
 )
 
@@ -137,5 +138,18 @@ func TestTrainAndSamplePrior(t *testing.T) {
 	}
 	if err := runTrain(context.Background(), []string{"nope"}); err != errUsage {
 		t.Errorf("unknown trainer: %v", err)
+	}
+}
+
+func TestShippedPriorConfig(t *testing.T) {
+	cfg, err := mmdit.LoadConfig("../../configs/prior-small.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg != mmdit.Small() {
+		t.Errorf("configs/prior-small.json = %+v, want mmdit.Small() %+v", cfg, mmdit.Small())
 	}
 }
