@@ -84,9 +84,10 @@ func correlateRowGo(out, p []float32, pw int, k []float32, kh, kw int) {
 	}
 }
 
-// filter applies kernel kn to every plane of m (c planes of w x h). An
-// isotropic Gaussian is applied as two 1-D passes (it is an exact outer
-// product); other kernels are not separable and are applied directly.
+// filter applies the kernel kp describes to c planes of w x h values. An
+// isotropic Gaussian runs as two 1-D passes (it is an exact outer product);
+// the other kernels are not separable and run as direct 2-D correlations
+// over their own size (the zero padding to 21 would add nothing).
 func filter(pix []float32, w, h, c int, kp KernelParams) []float32 {
 	out := make([]float32, 0, len(pix))
 	n := w * h

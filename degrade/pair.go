@@ -76,7 +76,9 @@ type Pair struct {
 // SamplePair draws a crop position, augmentation and degradation from r,
 // then builds the pair. USM is computed on the crop plus a margin of the
 // photo around it, so it equals USM of the whole photo followed by the
-// crop. It is safe for concurrent use with distinct r.
+// crop. Calls with distinct r may run concurrently on one photo (Photo
+// implementations must allow concurrent Region calls; this package's and
+// the data package's do).
 func SamplePair(photo Photo, r *rng.Rand, o *Options) (*Pair, error) {
 	pw, ph := photo.Size()
 	s := o.Crop.Size

@@ -14,9 +14,9 @@ import (
 // image it determines the output exactly (Apply). It is the JSON sidecar
 // of a training pair.
 type Params struct {
-	Width  int         `json:"width"`  // input (HR) size
-	Height int         `json:"height"` //
-	Scale  int         `json:"scale"`  // output is Width/Scale x Height/Scale
+	Width  int         `json:"width"` // input (HR) size
+	Height int         `json:"height"`
+	Scale  int         `json:"scale"` // output is Width/Scale x Height/Scale
 	Stage1 StageParams `json:"stage1"`
 	Stage2 StageParams `json:"stage2"`
 	Final  FinalParams `json:"final"`
@@ -55,8 +55,9 @@ var resizers = map[string]resize.Func{
 	ModeBicubic:  resize.Bicubic,
 }
 
-// Sample draws the parameters of one degradation of a w x h image. It
-// consumes r in a fixed order, so one seed gives one Params.
+// Sample draws the parameters of one degradation of a w x h image from
+// valid options (see Validate). It consumes r in a fixed order, so one seed
+// gives one Params.
 func Sample(r *rng.Rand, o *Options, w, h int) Params {
 	p := Params{Width: w, Height: h, Scale: o.Scale}
 	stage := func(st *StageOptions, size func(s float64) (int, int)) StageParams {
