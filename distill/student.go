@@ -74,41 +74,53 @@ func loadModel(f *safetensors.File, cfgJSON []byte, name string) (*mmdit.Model, 
 	return m, nil
 }
 
-// priorParts are the checkpoint parts a prior run directory may hold, in
-// order of preference (EMA weights first).
-var priorParts = []string{"ema", "model", "transformer"}
-
 // LoadPrior loads the prior transformer from path, which is one of
 //
 //   - a safetensors file with its config in the metadata (SaveStudent's
 //     format) or a config.json beside it;
 //   - a directory holding config.json and diffusion_pytorch_model.safetensors
 //     (diffusers' layout);
-//   - a training run directory (package train) holding config.json: the
-//     latest checkpoint's "ema" part, else "model", else "transformer".
+//   - a prior training run directory (tsdsr train prior) holding config.json:
+//     the latest checkpoint's "model" part, overlaid with its "ema" part (the
+//     averaged weights) when there is one.
 func LoadPrior(path string) (*mmdit.Model, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
-	file, cfgPath := path, filepath.Join(filepath.Dir(path), "config.json")
-	if st.IsDir() {
-		cfgPath = filepath.Join(path, "config.json")
-		file = filepath.Join(path, "diffusion_pytorch_model.safetensors")
-		if _, err := train.ReadState(path); err == nil {
-			file = ""
-			for _, part := range priorParts {
-				p, _ := train.LatestPart(path, part)
-				if _, err := os.Stat(p); err == nil {
-					file = p
-					break
-				}
-			}
-			if file == "" {
-				return nil, fmt.Errorf("distill: run directory %s has no %v checkpoint part", path, priorParts)
-			}
-		}
+	if !st.IsDir() {
+		return loadFile(path, filepath.Join(filepath.Dir(path), "config.json"))
 	}
+	cfgPath := filepath.Join(path, "config.json")
+	if _, err := train.ReadState(path); err != nil {
+		return loadFile(filepath.Join(path, "diffusion_pytorch_model.safetensors"), cfgPath)
+	}
+	model, err := train.LatestPart(path, "model")
+	if err != nil {
+		return nil, err
+	}
+	m, err := loadFile(model, cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	ema, _ := train.LatestPart(path, "ema")
+	if _, err := os.Stat(ema); err != nil {
+		return m, nil
+	}
+	f, err := safetensors.Open(ema)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := m.Params.Load(f, false); err != nil {
+		return nil, fmt.Errorf("distill: %s: %w", ema, err)
+	}
+	return m, nil
+}
+
+// loadFile loads a transformer checkpoint whose config is in its metadata
+// or else in the JSON file cfgPath.
+func loadFile(file, cfgPath string) (*mmdit.Model, error) {
 	f, err := safetensors.Open(file)
 	if err != nil {
 		return nil, err

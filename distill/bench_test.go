@@ -1,0 +1,133 @@
+//go:build unix
+
+package distill
+
+// Training-step benchmark at the small prior's size (mmdit.Small: hidden
+// 256, 8 layers, 4 heads, 8 prompt tokens) on 64x64 LR -> 256x256 HR crops,
+// that is 32x32 latents (256 image tokens), batch 2. Each iteration of a
+// step is followed by one untimed 1024^3 GEMM, and the best wall times are
+// compared (of_gemm), as tensor's benchmarks do.
+//
+//	GOEXPERIMENT=simd go test -run '^$' -bench TrainStep -benchtime 3x ./distill/
+
+import (
+	"math"
+	"syscall"
+	"testing"
+	"time"
+
+	"tsdsr/internal/gemm"
+	"tsdsr/model/mmdit"
+	"tsdsr/nn"
+	"tsdsr/rng"
+	"tsdsr/tensor"
+)
+
+// forwardFlops counts the multiply-adds (x2) of one transformer forward on
+// n latents of h x w: every linear layer and the joint attention's two
+// products, without LoRA adapters, norms and elementwise work.
+func forwardFlops(c mmdit.Config, n, h, w int) float64 {
+	d := float64(c.Hidden())
+	li := float64(h / c.PatchSize * (w / c.PatchSize))
+	lc := float64(c.ContextTokens)
+	nf := float64(n)
+	f := 2 * nf * li * float64(c.InChannels*c.PatchSize*c.PatchSize) * d // patch embedding
+	f += 2 * nf * (256*d + d*d + float64(c.PooledProjectionDim)*d + d*d) // timestep and pooled-text MLPs
+	f += 2 * lc * float64(c.JointAttentionDim) * d                       // context embedder (shared prompt)
+	for i := range c.NumLayers {
+		last := i == c.NumLayers-1
+		f += 2 * nf * d * 6 * d // norm1
+		if last {
+			f += 2 * nf * d * 2 * d
+		} else {
+			f += 2 * nf * d * 6 * d
+		}
+		f += 2 * nf * (li + lc) * 3 * d * d     // q, k, v of both streams
+		f += 4 * nf * (li + lc) * (li + lc) * d // Q K^T and P V
+		f += 2 * nf * li * (d*d + 8*d*d)        // to_out, MLP
+		if !last {
+			f += 2 * nf * lc * (d*d + 8*d*d) // to_add_out, context MLP
+		}
+	}
+	f += 2 * nf * d * 2 * d                                               // norm_out
+	f += 2 * nf * li * d * float64(c.PatchSize*c.PatchSize*c.OutChannels) // proj_out
+	return f
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkTrainStep times Trainer.Step (student step + fake-score step).
+// Model flops per step, in forwards F of the batch: the student's
+// forward + input-gradient backward is 2F with a LoRA (its base weights
+// get no gradient) and 3F fully fine-tuned; each DASM point costs the
+// teacher on both trajectories (2F) and the fake score (F), so TSD with
+// N = 4 adds 12F; the fake score's LoRA step is 2F.
+func BenchmarkTrainStep(b *testing.B) {
+	const n, lat = 2, 32
+	cfg := mmdit.Small()
+	fwd := forwardFlops(cfg, n, lat, lat)
+	for _, c := range []struct {
+		name  string
+		edit  func(*Config)
+		units float64
+	}{
+		{"lora64-tsd-dasm4", func(*Config) {}, 2 + 12 + 2},
+		{"lora64-mse-only", func(c *Config) { c.Reg = RegNone }, 2},
+		{"full-tsd-dasm4", func(c *Config) { c.FullFinetune = true }, 3 + 12 + 2},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			prior, err := mmdit.New(cfg, nn.NewParams(rng.New(1)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			rc := DefaultConfig()
+			rc.Warmup = 0
+			c.edit(&rc)
+			tr, err := NewTrainer(rc, prior)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := rng.New(2)
+			zh := tensor.New(n, 16, lat, lat)
+			r.FillNormal(zh.Data, 0, 1)
+			zl := tensor.New(n, 16, lat, lat)
+			r.FillNormal(zl.Data, 0, 1)
+			batch := Batch{ZL: zl, ZH: zh}
+			const g = 1024
+			ga, gb, gc := make([]float32, g*g), make([]float32, g*g), make([]float32, g*g)
+			r.FillNormal(ga, 0, 1)
+			r.FillNormal(gb, 0, 1)
+			sgemm := func() { gemm.Sgemm(false, false, g, g, g, 1, ga, g, gb, g, 0, gc, g) }
+			sgemm()
+			flops := c.units * fwd
+			bestOp, bestGemm := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
+			var cpuOp time.Duration
+			s := 0
+			for b.Loop() {
+				t0, c0 := time.Now(), cpuTime()
+				if _, err := tr.Step(batch, r.Child(uint64(s))); err != nil {
+					b.Fatal(err)
+				}
+				bestOp, cpuOp = min(bestOp, time.Since(t0)), cpuOp+cpuTime()-c0
+				s++
+				b.StopTimer()
+				t0 = time.Now()
+				sgemm()
+				bestGemm = min(bestGemm, time.Since(t0))
+				b.StartTimer()
+			}
+			gemmRate := 2 * g * g * g / bestGemm.Seconds() / 1e9
+			opRate := flops / bestOp.Seconds() / 1e9
+			b.ReportMetric(flops/1e9, "GFLOP/step")
+			b.ReportMetric(bestOp.Seconds(), "best_s/step")
+			b.ReportMetric(opRate, "best_GFLOP/s")
+			b.ReportMetric(gemmRate, "gemm_GFLOP/s")
+			b.ReportMetric(opRate/gemmRate, "of_gemm")
+			b.ReportMetric(cpuOp.Seconds()/float64(s), "cpu_s/step")
+		})
+	}
+}

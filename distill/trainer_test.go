@@ -1,0 +1,276 @@
+package distill
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"tsdsr/model/mmdit"
+	"tsdsr/nn"
+	"tsdsr/rng"
+	"tsdsr/safetensors"
+	"tsdsr/tensor"
+	"tsdsr/train"
+)
+
+func tinyConfig() mmdit.Config {
+	return mmdit.Config{SampleSize: 8, PatchSize: 2, InChannels: 16, NumLayers: 2, AttentionHeadDim: 8,
+		NumAttentionHeads: 2, JointAttentionDim: 16, CaptionProjectionDim: 16, PooledProjectionDim: 16,
+		OutChannels: 16, PosEmbedMaxSize: 8, ContextTokens: 2}
+}
+
+// tinyPrior is a tiny transformer with every weight random (DiT's zero
+// initialisation would make it predict zero velocity everywhere).
+func tinyPrior(t testing.TB) *mmdit.Model {
+	m, err := mmdit.New(tinyConfig(), nn.NewParams(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rng.New(99)
+	for _, p := range m.Params.List() {
+		r.FillNormal(p.T.Data, 0, 0.15)
+	}
+	return m
+}
+
+// tinyBatch is batch s of a deterministic latent stream.
+func tinyBatch(s int) Batch {
+	r := rng.New(1234).Child(uint64(s))
+	zh := randn(r, 0, 1, 2, 16, 8, 8)
+	zl := tensor.New(zh.Shape...)
+	for i, v := range zh.Data {
+		zl.Data[i] = 0.7*v + 0.3*float32(r.Normal())
+	}
+	return Batch{ZL: zl, ZH: zh}
+}
+
+func tinyRecipe() Config {
+	c := DefaultConfig()
+	c.LoRARank, c.FakeRank, c.Steps, c.Warmup, c.LR, c.LRFake, c.Seed = 4, 2, 4, 1, 1e-3, 1e-3, 5
+	return c
+}
+
+// runTiny trains steps [restored, upto) in dir and returns the trainer.
+func runTiny(t *testing.T, dir string, cfg Config, upto int, resume bool) *Trainer {
+	tr, err := NewTrainer(cfg, tinyPrior(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := train.Open(train.Options{Dir: dir, Seed: 77, Resume: resume, Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run.Close()
+	tr.Register(run)
+	if _, err := run.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	err = run.Loop(context.Background(), train.Loop{Steps: upto, Step: func(s int, r *rng.Rand) (train.Metrics, int, error) {
+		m, err := tr.Step(tinyBatch(s), r)
+		return m, 2, err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func sameParams(t *testing.T, what string, a, b []nn.Param) {
+	t.Helper()
+	if len(a) != len(b) {
+		t.Fatalf("%s: %d vs %d parameters", what, len(a), len(b))
+	}
+	for i := range a {
+		for j, v := range a[i].T.Data {
+			if v != b[i].T.Data[j] {
+				t.Fatalf("%s: %s[%d] = %v straight, %v resumed", what, a[i].Name, j, v, b[i].T.Data[j])
+			}
+		}
+	}
+}
+
+// TestResumeIsExact trains 4 steps straight and 2 + resume + 2 with TSD,
+// DASM and the fake score: student adapters, fake adapters and both
+// optimisers must end bit for bit equal.
+func TestResumeIsExact(t *testing.T) {
+	cfg := tinyRecipe()
+	straight := runTiny(t, t.TempDir(), cfg, 4, false)
+	dir := t.TempDir()
+	runTiny(t, dir, cfg, 2, false)
+	resumed := runTiny(t, dir, cfg, 4, true)
+	sameParams(t, "student", straight.OptStudent.Params(), resumed.OptStudent.Params())
+	sameParams(t, "fake", straight.OptFake.Params(), resumed.OptFake.Params())
+	if straight.OptStudent.Steps() != 4 || resumed.OptStudent.Steps() != 4 || resumed.OptFake.Steps() != 4 {
+		t.Errorf("optimiser steps %d, %d, %d; want 4", straight.OptStudent.Steps(), resumed.OptStudent.Steps(), resumed.OptFake.Steps())
+	}
+	moved := false
+	for _, p := range straight.OptStudent.Params() {
+		for _, v := range p.T.Data {
+			moved = moved || (strings.HasSuffix(p.Name, ".lora_B.weight") && v != 0)
+		}
+	}
+	if !moved {
+		t.Error("the student's LoRA B matrices never left zero")
+	}
+}
+
+// TestStepModes runs one step of each regulariser and of full fine-tuning
+// and checks the losses reported and which weights moved.
+func TestStepModes(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		edit func(*Config)
+		keys []string
+	}{
+		{"none", func(c *Config) { c.Reg = RegNone }, []string{"loss", "mse", "grad_norm", "lr"}},
+		{"vsd", func(c *Config) { c.Reg, c.DASM = RegVSD, false }, []string{"loss", "mse", "tsd", "fake", "lr_fake"}},
+		{"tsd-dasm", func(c *Config) {}, []string{"loss", "mse", "tsd", "fake"}},
+		{"full", func(c *Config) { c.FullFinetune, c.LoRARank = true, 0 }, []string{"loss", "tsd", "fake"}},
+	} {
+		cfg := tinyRecipe()
+		cfg.Warmup = 0 // warm-up would make step 0's rate zero
+		c.edit(&cfg)
+		prior := tinyPrior(t)
+		before := prior.Params.Get("transformer_blocks.0.attn.to_q.weight").Clone()
+		tr, err := NewTrainer(cfg, prior)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		m, err := tr.Step(tinyBatch(0), rng.New(3))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		for _, k := range c.keys {
+			if v, ok := m[k]; !ok || math.IsNaN(v) {
+				t.Errorf("%s: metric %s = %v (present %v)", c.name, k, v, ok)
+			}
+		}
+		if want := m["mse"] + m["tsd"]; math.Abs(m["loss"]-want) > 1e-6*(1+want) {
+			t.Errorf("%s: loss %g, want w_mse mse + w_tsd tsd = %g", c.name, m["loss"], want)
+		}
+		if (cfg.Reg == RegNone) != (tr.Fake == nil) {
+			t.Errorf("%s: fake score present = %v", c.name, tr.Fake != nil)
+		}
+		q := tr.Student.Params.Get("transformer_blocks.0.attn.to_q.weight")
+		changed := false
+		for i, v := range q.Data {
+			changed = changed || v != before.Data[i]
+		}
+		if changed != cfg.FullFinetune {
+			t.Errorf("%s: student base weight changed = %v", c.name, changed)
+		}
+		for i, v := range prior.Params.Get("transformer_blocks.0.attn.to_q.weight").Data {
+			if v != before.Data[i] {
+				t.Fatalf("%s: the teacher moved", c.name)
+			}
+		}
+		for _, p := range tr.OptStudent.Params() {
+			if p.Name == "prompt_embeds" || p.Name == "pooled_prompt_embeds" {
+				t.Errorf("%s: the fixed prompt %s is trained", c.name, p.Name)
+			}
+		}
+	}
+}
+
+// TestSaveLoadStudent trains a LoRA student a few steps, saves it merged
+// and checks that the loaded model predicts what the adapted one does and
+// that saving left the student's weights untouched.
+func TestSaveLoadStudent(t *testing.T) {
+	cfg := tinyRecipe()
+	tr, err := NewTrainer(cfg, tinyPrior(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := range 3 {
+		if _, err := tr.Step(tinyBatch(s), rng.New(uint64(s))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := map[string][]float32{}
+	for _, p := range tr.Student.Params.List() {
+		snap[p.Name] = append([]float32(nil), p.T.Data...)
+	}
+	path := filepath.Join(t.TempDir(), "student.safetensors")
+	if err := SaveStudent(path, tr.Student, safetensors.F32); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range tr.Student.Params.List() {
+		for i, v := range p.T.Data {
+			if v != snap[p.Name][i] {
+				t.Fatalf("SaveStudent changed %s", p.Name)
+			}
+		}
+	}
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range f.Names() {
+		if nn.IsLoRA(n) {
+			t.Errorf("merged checkpoint holds adapter %s", n)
+		}
+	}
+	f.Close()
+	got, err := LoadStudent(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Config != tr.Student.Config {
+		t.Errorf("config %+v, want %+v", got.Config, tr.Student.Config)
+	}
+	defer tensor.NoGrad()()
+	zl := tinyBatch(9).ZL
+	a, b := OneStep(tr.Student.Velocity, zl), OneStep(got.Velocity, zl)
+	var worst float64
+	for i, v := range a.Data {
+		worst = max(worst, math.Abs(float64(v-b.Data[i])))
+	}
+	if worst > 1e-4 {
+		t.Errorf("loaded student differs from the adapted one by %g", worst)
+	}
+	prior, err := LoadPrior(path)
+	if err != nil || prior.Config != got.Config {
+		t.Errorf("LoadPrior on a student file: %v", err)
+	}
+}
+
+// TestLoadPriorRunDir loads a prior from a training run directory (config.json
+// + the latest checkpoint's "model" part, as tsdsr train prior writes it) and
+// from a diffusers-style directory.
+func TestLoadPriorRunDir(t *testing.T) {
+	prior := tinyPrior(t)
+	dir := t.TempDir()
+	run, err := train.Open(train.Options{Dir: dir, Config: "prior"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run.Add("model", train.Weights(prior.Params))
+	if _, err := run.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.WriteJSON("config.json", prior.Config); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Save(3); err != nil {
+		t.Fatal(err)
+	}
+	run.Close()
+	diffusers := t.TempDir()
+	if err := prior.Params.Save(filepath.Join(diffusers, "diffusion_pytorch_model.safetensors"), safetensors.F32, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := train.WriteFileAtomic(filepath.Join(diffusers, "config.json"), []byte(`{"_class_name": "SD3Transformer2DModel", "sample_size": 8, "patch_size": 2,
+		"in_channels": 16, "num_layers": 2, "attention_head_dim": 8, "num_attention_heads": 2, "joint_attention_dim": 16,
+		"caption_projection_dim": 16, "pooled_projection_dim": 16, "out_channels": 16, "pos_embed_max_size": 8, "context_tokens": 2}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{dir, diffusers} {
+		got, err := LoadPrior(path)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		sameParams(t, path, prior.Params.List(), got.Params.List())
+	}
+}
