@@ -36,31 +36,54 @@ func init() {
 	}})
 }
 
-// loadPrior reads a prior from a run directory (config.json and the latest
-// checkpoint's part, falling back to "model" when the run has no EMA) or
-// from a weights file with config.json beside it.
+// loadPrior reads a prior from
+//   - a training run directory (one with state.json): config.json and the
+//     latest checkpoint's part, or its "model" weights when it has no such part;
+//   - a directory with config.json and <part>.safetensors or model.safetensors;
+//   - a weights file, with config.json beside it or in the run directory
+//     above its checkpoint.
 func loadPrior(path, part string) (*mmdit.Model, string, error) {
-	dir, weights := path, ""
-	if st, err := os.Stat(path); err != nil {
+	st, err := os.Stat(path)
+	if err != nil {
 		return nil, "", err
-	} else if st.IsDir() {
-		for _, p := range []string{part, "model"} {
-			w, err := train.LatestPart(path, p)
-			if err != nil {
-				return nil, "", fmt.Errorf("%s: no checkpoint: %w", path, err)
+	}
+	var weights string
+	configDirs := []string{path}
+	if !st.IsDir() {
+		weights = path
+		d := filepath.Dir(path)
+		configDirs = []string{d, filepath.Dir(filepath.Dir(d))}
+	} else {
+		var candidates []string
+		if _, err := train.ReadState(path); err == nil {
+			for _, p := range []string{part, "model"} {
+				w, _ := train.LatestPart(path, p)
+				candidates = append(candidates, w)
 			}
+		} else {
+			candidates = []string{filepath.Join(path, part+".safetensors"), filepath.Join(path, "model.safetensors")}
+		}
+		for _, w := range candidates {
 			if _, err := os.Stat(w); err == nil {
 				weights = w
 				break
 			}
 		}
 		if weights == "" {
-			return nil, "", fmt.Errorf("%s: the latest checkpoint has neither %s nor model weights", path, part)
+			return nil, "", fmt.Errorf("%s: no weights (looked for %v)", path, candidates)
 		}
-	} else {
-		dir, weights = filepath.Dir(path), path
 	}
-	cfg, err := mmdit.LoadConfig(filepath.Join(dir, "config.json"))
+	var cfgPath string
+	for _, d := range configDirs {
+		if _, err := os.Stat(filepath.Join(d, "config.json")); err == nil {
+			cfgPath = filepath.Join(d, "config.json")
+			break
+		}
+	}
+	if cfgPath == "" {
+		return nil, "", fmt.Errorf("no config.json for %s", weights)
+	}
+	cfg, err := mmdit.LoadConfig(cfgPath)
 	if err != nil {
 		return nil, "", err
 	}

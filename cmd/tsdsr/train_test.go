@@ -133,6 +133,14 @@ func TestTrainAndSamplePrior(t *testing.T) {
 		}
 	}
 
+	// A checkpoint's weights file finds the run's config.json; --weights
+	// model picks the raw weights.
+	for _, model := range []string{filepath.Join(out, st.Checkpoint, "model.safetensors"), out} {
+		if err := runSamplePrior(context.Background(), []string{"--model", model, "--weights", "model", "--steps", "1",
+			"--n", "1", "--size", "32", "-o", png, "--quiet"}); err != nil {
+			t.Errorf("sample from %s: %v", model, err)
+		}
+	}
 	if err := runSamplePrior(context.Background(), []string{"--model", out, "--size", "60", "-o", png}); err != errUsage {
 		t.Errorf("size not a multiple of 8: %v", err)
 	}
