@@ -11,9 +11,9 @@ import (
 
 // BenchmarkGemm times C = A*B on the shapes with 1 and 2 threads for
 // the gemm-ceiling kernel, every Sgemm path (gonum included), and reports
-// GFLOP/s and, for Sgemm paths, the ratio to the ceiling measured just
-// before in the same run ("x-ceiling") and to gonum ("x-gonum", when gonum
-// ran first in the same run). Run:
+// GFLOP/s and the ratios to the ceiling kernel ("x-ceiling"), to gonum
+// ("x-gonum") and to the FMA peak ("x-peak": independent FMA chains with no
+// memory traffic, the hardware limit), all measured in the same run. Run:
 //
 //	GOEXPERIMENT=simd go test -run '^$' -bench Gemm -benchtime 10x ./internal/gemm/
 func BenchmarkGemm(b *testing.B) {
@@ -28,6 +28,12 @@ func BenchmarkGemm(b *testing.B) {
 				defer parallel.SetThreads(parallel.SetThreads(th))
 				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(th))
 				gflops := map[string]float64{}
+				peak := 0.0
+				if ceilingName() != "" {
+					for range 3 {
+						peak = max(peak, fmaPeak(th))
+					}
+				}
 				measure := func(name string, fn func()) {
 					b.Run(name, func(b *testing.B) {
 						fn() // warm up caches and scratch pools
@@ -43,6 +49,9 @@ func BenchmarkGemm(b *testing.B) {
 						}
 						if gn := gflops["gonum"]; gn > 0 && name != "gonum" && name != "ceiling" {
 							b.ReportMetric(g/gn, "x-gonum")
+						}
+						if peak > 0 {
+							b.ReportMetric(g/peak, "x-peak")
 						}
 					})
 				}

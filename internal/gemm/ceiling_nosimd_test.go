@@ -7,3 +7,5 @@ package gemm
 func ceilingName() string { return "" }
 
 func ceilingGemm(a, b, c []float32, m, n, k, threads int) { panic("no ceiling kernel in this build") }
+
+func fmaPeak(threads int) float64 { panic("no FMA peak loop in this build") }

@@ -5,7 +5,10 @@ package gemm
 import (
 	"simd/archsimd"
 	"sync"
+	"time"
 )
+
+func nowSeconds() float64 { return float64(time.Now().UnixNano()) / 1e9 }
 
 // ceilingName says which copy of the gemm-ceiling kernel ceilingGemm runs.
 func ceilingName() string {
@@ -141,4 +144,74 @@ func ceiling256(a, b, c []float32, m, n, k, threads int) {
 		}()
 	}
 	wg.Wait()
+}
+
+// fmaPeak runs independent FMA chains (accumulating in place, no memory
+// traffic) on each of threads goroutines and returns GFLOP/s: the arithmetic
+// peak of the machine for the widest vectors this CPU has, which no GEMM can
+// exceed.
+func fmaPeak(threads int) float64 {
+	const iters = 1 << 20
+	var wg sync.WaitGroup
+	t0 := nowSeconds()
+	for range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if archsimd.X86.AVX512() {
+				peakSink512 = fmaChains512(iters)
+			} else {
+				peakSink256 = fmaChains256(iters)
+			}
+		}()
+	}
+	wg.Wait()
+	lanes := 8.0
+	if archsimd.X86.AVX512() {
+		lanes = 16
+	}
+	return float64(threads) * iters * 10 * 2 * lanes / (nowSeconds() - t0) / 1e9
+}
+
+var (
+	peakSink256 archsimd.Float32x8
+	peakSink512 archsimd.Float32x16
+)
+
+func fmaChains256(n int) archsimd.Float32x8 {
+	x := archsimd.BroadcastFloat32x8(1e-7)
+	y := archsimd.BroadcastFloat32x8(0.999)
+	var c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 archsimd.Float32x8
+	for range n {
+		c0 = c0.MulAdd(y, x)
+		c1 = c1.MulAdd(y, x)
+		c2 = c2.MulAdd(y, x)
+		c3 = c3.MulAdd(y, x)
+		c4 = c4.MulAdd(y, x)
+		c5 = c5.MulAdd(y, x)
+		c6 = c6.MulAdd(y, x)
+		c7 = c7.MulAdd(y, x)
+		c8 = c8.MulAdd(y, x)
+		c9 = c9.MulAdd(y, x)
+	}
+	return c0.Add(c1).Add(c2).Add(c3).Add(c4).Add(c5).Add(c6).Add(c7).Add(c8).Add(c9)
+}
+
+func fmaChains512(n int) archsimd.Float32x16 {
+	x := archsimd.BroadcastFloat32x16(1e-7)
+	y := archsimd.BroadcastFloat32x16(0.999)
+	var c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 archsimd.Float32x16
+	for range n {
+		c0 = c0.MulAdd(y, x)
+		c1 = c1.MulAdd(y, x)
+		c2 = c2.MulAdd(y, x)
+		c3 = c3.MulAdd(y, x)
+		c4 = c4.MulAdd(y, x)
+		c5 = c5.MulAdd(y, x)
+		c6 = c6.MulAdd(y, x)
+		c7 = c7.MulAdd(y, x)
+		c8 = c8.MulAdd(y, x)
+		c9 = c9.MulAdd(y, x)
+	}
+	return c0.Add(c1).Add(c2).Add(c3).Add(c4).Add(c5).Add(c6).Add(c7).Add(c8).Add(c9)
 }
