@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -185,7 +186,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer, tty b
 		}
 	} else {
 		for _, s := range srs {
-			pairs = append(pairs, eval.Pair{Name: baseName(s), SR: s})
+			pairs = append(pairs, eval.Pair{Name: filepath.Base(s), SR: s})
 		}
 	}
 
@@ -212,11 +213,4 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer, tty b
 		return eval.WriteCSV(stdout, names, res)
 	}
 	return eval.WriteTable(stdout, names, res)
-}
-
-func baseName(p string) string {
-	if i := strings.LastIndexAny(p, `/\`); i >= 0 {
-		return p[i+1:]
-	}
-	return p
 }

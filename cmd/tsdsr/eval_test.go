@@ -11,10 +11,10 @@ import (
 	"testing"
 )
 
-const realsrData = "../../../shared/data/realsr"
+const evalRealSR = "../../../shared/data/realsr"
 
-// linkFile makes dst a copy of src (the shared data is read-only).
-func linkFile(t *testing.T, src, dst string) {
+// copyShared makes dst a copy of src (the shared data is read-only).
+func copyShared(t *testing.T, src, dst string) {
 	t.Helper()
 	b, err := os.ReadFile(src)
 	if err != nil {
@@ -34,8 +34,8 @@ func TestEvalCommandRealSR(t *testing.T) {
 	os.Mkdir(srDir, 0o755)
 	os.Mkdir(gtDir, 0o755)
 	for _, n := range []string{"Canon_001", "Canon_002", "Nikon_050"} {
-		linkFile(t, filepath.Join(realsrData, "osediff", n+"_LR4.png"), filepath.Join(srDir, n+"_LR4.png"))
-		linkFile(t, filepath.Join(realsrData, "HR", n+"_LR4.png"), filepath.Join(gtDir, n+"_HR.png"))
+		copyShared(t, filepath.Join(evalRealSR, "osediff", n+"_LR4.png"), filepath.Join(srDir, n+"_LR4.png"))
+		copyShared(t, filepath.Join(evalRealSR, "HR", n+"_LR4.png"), filepath.Join(gtDir, n+"_HR.png"))
 	}
 	var out, errb bytes.Buffer
 	err := runEval(context.Background(), []string{"--sr", srDir, "--gt", gtDir, "--json", "-j", "2"}, &out, &errb, false)
@@ -94,8 +94,8 @@ func TestEvalCommandBaseline(t *testing.T) {
 	os.Mkdir(lrDir, 0o755)
 	os.Mkdir(gtDir, 0o755)
 	for _, n := range []string{"Canon_003_LR4.png", "Nikon_010_LR4.png"} {
-		linkFile(t, filepath.Join(realsrData, "LR", n), filepath.Join(lrDir, n))
-		linkFile(t, filepath.Join(realsrData, "HR", n), filepath.Join(gtDir, n))
+		copyShared(t, filepath.Join(evalRealSR, "LR", n), filepath.Join(lrDir, n))
+		copyShared(t, filepath.Join(evalRealSR, "HR", n), filepath.Join(gtDir, n))
 	}
 	var out, errb bytes.Buffer
 	args := []string{"--baseline", "bicubic", "--lr", lrDir, "--gt", gtDir, "--metrics", "psnr,ssim", "--csv"}
