@@ -8,45 +8,38 @@
 // exponent bits. Arguments below -87.33 are clamped (giving ~1e-38, not 0);
 // arguments must stay below 88 (they are <= 0 in a softmax).
 
+// Constants of the exponential, broadcast from memory (moving them through
+// general registers would mix legacy SSE moves into AVX code).
+DATA expconst<>+0(SB)/4, $0x3fb8aa3b
+DATA expconst<>+4(SB)/4, $0x4b40007f
+DATA expconst<>+8(SB)/4, $0x3f318000
+DATA expconst<>+12(SB)/4, $0xb95e8083
+DATA expconst<>+16(SB)/4, $0x3ab60b61
+DATA expconst<>+20(SB)/4, $0x3c088889
+DATA expconst<>+24(SB)/4, $0x3d2aaaab
+DATA expconst<>+28(SB)/4, $0x3e2aaaab
+DATA expconst<>+32(SB)/4, $0x3f000000
+DATA expconst<>+36(SB)/4, $0x3f800000
+DATA expconst<>+40(SB)/4, $0xc2aea8f6
+GLOBL expconst<>(SB), RODATA|NOPTR, $44
+
 // func expShiftSumAVX2(x *float32, n int, shift float32) float32
 // x[i] = e^(x[i]-shift) for i < n (n a multiple of 8); returns the sum.
 TEXT ·expShiftSumAVX2(SB), NOSPLIT, $0-28
 	MOVQ x+0(FP), SI
 	MOVQ n+8(FP), CX
 	VBROADCASTSS shift+16(FP), Y15
-	MOVL $0x3fb8aa3b, AX // log2(e)
-	MOVL AX, X14
-	VBROADCASTSS X14, Y14
-	MOVL $0x4b40007f, AX // 1.5*2^23 + 127: rounds, and leaves k+127 in the low bits
-	MOVL AX, X13
-	VBROADCASTSS X13, Y13
-	MOVL $0x3f318000, AX // ln2 high part 0.693359375
-	MOVL AX, X12
-	VBROADCASTSS X12, Y12
-	MOVL $0xb95e8083, AX // ln2 low part -2.12194440e-4
-	MOVL AX, X11
-	VBROADCASTSS X11, Y11
-	MOVL $0x3ab60b61, AX // 1/720
-	MOVL AX, X10
-	VBROADCASTSS X10, Y10
-	MOVL $0x3c088889, AX // 1/120
-	MOVL AX, X9
-	VBROADCASTSS X9, Y9
-	MOVL $0x3d2aaaab, AX // 1/24
-	MOVL AX, X8
-	VBROADCASTSS X8, Y8
-	MOVL $0x3e2aaaab, AX // 1/6
-	MOVL AX, X7
-	VBROADCASTSS X7, Y7
-	MOVL $0x3f000000, AX // 1/2
-	MOVL AX, X6
-	VBROADCASTSS X6, Y6
-	MOVL $0x3f800000, AX // 1
-	MOVL AX, X5
-	VBROADCASTSS X5, Y5
-	MOVL $0xc2aea8f6, AX // -87.33
-	MOVL AX, X4
-	VBROADCASTSS X4, Y4
+	VBROADCASTSS expconst<>+0(SB), Y14 // log2(e)
+	VBROADCASTSS expconst<>+4(SB), Y13 // 1.5*2^23 + 127: rounds, and leaves k+127 in the low bits
+	VBROADCASTSS expconst<>+8(SB), Y12 // ln2 high part 0.693359375
+	VBROADCASTSS expconst<>+12(SB), Y11 // ln2 low part -2.12194440e-4
+	VBROADCASTSS expconst<>+16(SB), Y10 // 1/720
+	VBROADCASTSS expconst<>+20(SB), Y9 // 1/120
+	VBROADCASTSS expconst<>+24(SB), Y8 // 1/24
+	VBROADCASTSS expconst<>+28(SB), Y7 // 1/6
+	VBROADCASTSS expconst<>+32(SB), Y6 // 1/2
+	VBROADCASTSS expconst<>+36(SB), Y5 // 1
+	VBROADCASTSS expconst<>+40(SB), Y4 // -87.33
 	VXORPS Y0, Y0, Y0
 	SHRQ $3, CX
 	JZ expdone
