@@ -21,6 +21,9 @@ func TestNIQEDegradedWorse(t *testing.T) {
 	if testing.Short() {
 		t.Skip("reads training photos")
 	}
+	if !simdConv {
+		t.Skip("about 10x slower without the AVX2 conv (build with GOEXPERIMENT=simd on amd64)")
+	}
 	dir := filepath.Join("..", "..", "shared", "data", "train")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
