@@ -286,24 +286,32 @@ func (r *Run) Save(step int) error {
 	}
 	r.step = step
 	r.Log.Info("checkpoint", "step", step, "dir", rel, "save_s", time.Since(t0).Seconds())
-	return r.prune()
+	return r.prune(step)
 }
 
-// prune deletes all but the newest Keep checkpoints.
-func (r *Run) prune() error {
+// prune deletes all but the newest Keep checkpoints up to step, and any
+// after it: those are left from a session that died while saving, and the
+// run has since gone another way.
+func (r *Run) prune(step int) error {
 	ents, err := os.ReadDir(filepath.Join(r.Dir, "checkpoints"))
 	if err != nil {
 		return err
 	}
-	var names []string
+	var steps []int
 	for _, e := range ents {
-		if e.IsDir() && strings.HasPrefix(e.Name(), "step-") {
-			names = append(names, e.Name())
+		var s int
+		if _, err := fmt.Sscanf(e.Name(), "step-%d", &s); err == nil && e.IsDir() {
+			steps = append(steps, s)
 		}
 	}
-	sort.Strings(names) // zero-padded: lexical order is step order
-	for _, n := range names[:max(0, len(names)-r.opts.Keep)] {
-		if err := os.RemoveAll(filepath.Join(r.Dir, "checkpoints", n)); err != nil {
+	sort.Ints(steps)
+	kept := 0
+	for i := len(steps) - 1; i >= 0; i-- {
+		if steps[i] <= step && kept < r.opts.Keep {
+			kept++
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(r.Dir, "checkpoints", fmt.Sprintf("step-%08d", steps[i]))); err != nil {
 			return err
 		}
 	}

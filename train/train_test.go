@@ -196,6 +196,28 @@ func TestPriorResumeIsExact(t *testing.T) {
 	}
 }
 
+func TestPruneKeepsCurrent(t *testing.T) {
+	dir := t.TempDir()
+	run, err := Open(Options{Dir: dir, Keep: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run.Close()
+	// A checkpoint left half-written by a dead session, ahead of the run.
+	if err := os.MkdirAll(filepath.Join(dir, "checkpoints", "step-00000009"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []int{3, 5} {
+		if err := run.Save(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "checkpoints"))
+	if len(ents) != 1 || ents[0].Name() != "step-00000005" {
+		t.Errorf("checkpoints after saving 3 and 5 with Keep 1: %v", ents)
+	}
+}
+
 func TestOpenGuards(t *testing.T) {
 	dir := t.TempDir()
 	if err := trainTo(t, dir, false, 3, 0); err != nil {
