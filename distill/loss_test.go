@@ -281,3 +281,71 @@ func TestVSDToyGenerator(t *testing.T) {
 		}
 	}
 }
+
+// learnedGauss is a fake score with the exact Gaussian velocity form and
+// learned mean and log standard deviation, differentiable through tensor
+// ops (per-sample sigma broadcast over [n, 1]).
+type learnedGauss struct{ mu, logS *tensor.Tensor }
+
+func (g learnedGauss) velocity(x *tensor.Tensor, t []float32) *tensor.Tensor {
+	n := x.Shape[0]
+	sig, om := tensor.New(n, 1), tensor.New(n, 1)
+	for i := range n {
+		sig.Data[i] = t[i] / flow.TimestepScale
+		om.Data[i] = 1 - sig.Data[i]
+	}
+	s2 := tensor.Exp(tensor.Scale(g.logS, 2))                                  // [1]
+	vt := tensor.Add(tensor.Mul(tensor.Mul(om, om), s2), tensor.Mul(sig, sig)) // [n, 1]
+	k := tensor.Div(tensor.Mul(om, s2), vt)
+	x0 := tensor.Add(g.mu, tensor.Mul(k, tensor.Sub(x, tensor.Mul(om, g.mu))))
+	return tensor.Div(tensor.Sub(x, x0), sig)
+}
+
+// TestVSDToyGeneratorLearnedFake is the full online loop of the method on
+// the toy: the fake score starts equal to the teacher (N(2, 0.5^2)) and is
+// trained after every generator step with FakeLoss on the detached
+// outputs; the generator must still reach the data's mean and spread, and
+// the fake score must follow the generator.
+func TestVSDToyGeneratorLearnedFake(t *testing.T) {
+	data := gauss{mu: 2, s: 0.5}
+	a := tensor.FromData([]float32{-1}, 1).SetRequiresGrad(true)
+	c := tensor.FromData([]float32{1.5}, 1).SetRequiresGrad(true)
+	fake := learnedGauss{mu: tensor.FromData([]float32{2}, 1).SetRequiresGrad(true),
+		logS: tensor.FromData([]float32{float32(math.Log(0.5))}, 1).SetRequiresGrad(true)}
+	adam := nn.AdamWConfig{LR: 0.02, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
+	optG := nn.NewAdamW([]nn.Param{{Name: "a", T: a}, {Name: "c", T: c}}, adam)
+	adam.LR = 0.05
+	optF := nn.NewAdamW([]nn.Param{{Name: "mu", T: fake.mu}, {Name: "log_s", T: fake.logS}}, adam)
+	r := rng.New(31)
+	const n = 256
+	for it := range 1500 {
+		z := randn(r, 0, 1, n, 1)
+		x := tensor.Add(tensor.Mul(z, c), a)
+		idx := SampleTrajectories(r, n, 1)
+		eps := randn(r, 0, 1, n, 1)
+		g := Grad(flow.SD3(), Scores{Real: data.field(nil), Fake: fake.velocity}, x, nil, eps, idx, []float32{1}, 1)
+		optG.ZeroGrad()
+		TSDLoss(x, g).Backward()
+		if it == 1000 {
+			optG.LR, optF.LR = 0.005, 0.02
+		}
+		optG.Step()
+
+		sig := make([]float32, n)
+		for i := range sig {
+			sig[i] = flow.SD3().Sigma(flow.UniformIndex(r, IndexLo, IndexHi))
+		}
+		optF.ZeroGrad()
+		FakeLoss(fake.velocity, x, randn(r, 0, 1, n, 1), sig).Backward()
+		optF.Step()
+	}
+	mean, std := float64(a.Data[0]), math.Abs(float64(c.Data[0]))
+	fm, fs := float64(fake.mu.Data[0]), math.Exp(float64(fake.logS.Data[0]))
+	t.Logf("generator N(%.3f, %.3f^2), fake score N(%.3f, %.3f^2), data N(2, 0.5^2)", mean, std, fm, fs)
+	if math.Abs(mean-2) > 0.15 || math.Abs(std-0.5) > 0.15 {
+		t.Errorf("generator ended at N(%.3f, %.3f^2), want N(2, 0.5^2)", mean, std)
+	}
+	if math.Abs(fm-mean) > 0.15 || math.Abs(fs-std) > 0.15 {
+		t.Errorf("fake score N(%.3f, %.3f^2) does not follow the generator N(%.3f, %.3f^2)", fm, fs, mean, std)
+	}
+}

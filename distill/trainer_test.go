@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"tsdsr/model/mmdit"
+	"tsdsr/model/taesd"
 	"tsdsr/nn"
 	"tsdsr/rng"
 	"tsdsr/safetensors"
@@ -128,6 +129,7 @@ func TestStepModes(t *testing.T) {
 		{"vsd", func(c *Config) { c.Reg, c.DASM = RegVSD, false }, []string{"loss", "mse", "tsd", "fake", "lr_fake"}},
 		{"tsd-dasm", func(c *Config) {}, []string{"loss", "mse", "tsd", "fake"}},
 		{"full", func(c *Config) { c.FullFinetune, c.LoRARank = true, 0 }, []string{"loss", "tsd", "fake"}},
+		{"pixel", func(c *Config) { c.Reg, c.WPix = RegNone, 0.5 }, []string{"loss", "mse", "pix"}},
 	} {
 		cfg := tinyRecipe()
 		cfg.Warmup = 0 // warm-up would make step 0's rate zero
@@ -138,7 +140,14 @@ func TestStepModes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		m, err := tr.Step(tinyBatch(0), rng.New(3))
+		b := tinyBatch(0)
+		if cfg.WPix > 0 {
+			if _, tr.Decoder, err = taesd.Embedded(); err != nil {
+				t.Fatal(err)
+			}
+			b.HR = randn(rng.New(8), 0.5, 0.2, 2, 3, 64, 64)
+		}
+		m, err := tr.Step(b, rng.New(3))
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
@@ -147,7 +156,7 @@ func TestStepModes(t *testing.T) {
 				t.Errorf("%s: metric %s = %v (present %v)", c.name, k, v, ok)
 			}
 		}
-		if want := m["mse"] + m["tsd"]; math.Abs(m["loss"]-want) > 1e-6*(1+want) {
+		if want := m["mse"] + m["tsd"] + cfg.WPix*m["pix"]; math.Abs(m["loss"]-want) > 1e-6*(1+want) {
 			t.Errorf("%s: loss %g, want w_mse mse + w_tsd tsd = %g", c.name, m["loss"], want)
 		}
 		if (cfg.Reg == RegNone) != (tr.Fake == nil) {
