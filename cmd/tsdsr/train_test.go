@@ -141,6 +141,16 @@ func TestTrainAndSamplePrior(t *testing.T) {
 			t.Errorf("sample from %s: %v", model, err)
 		}
 	}
+	// The denoising table's grid: clean, then noisy and predicted at two
+	// levels, for the 2 held-out crops (one photo of three).
+	dn := filepath.Join(tmp, "denoise.png")
+	if err := runSampleDenoise(context.Background(), []string{"--model", out, "--cache", cache, "--sigmas", "0.3,0.7",
+		"-o", dn}); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := imageio.ReadFile(dn, nil); err != nil || g.Width != 5*64+6*gridPad || g.Height != 2*64+3*gridPad {
+		t.Errorf("denoise grid: %v", err)
+	}
 	if err := runSamplePrior(context.Background(), []string{"--model", out, "--size", "60", "-o", png}); err != errUsage {
 		t.Errorf("size not a multiple of 8: %v", err)
 	}
