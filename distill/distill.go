@@ -82,8 +82,10 @@ type Config struct {
 	Seed         uint64  `json:"seed"`          // LoRA initialisation seed
 }
 
-// DefaultConfig is TSD-SR's recipe with learning rates for the small prior
-// (the paper's SD3 rates, 5e-6 and 1e-6, barely move a small model).
+// DefaultConfig is TSD-SR's recipe (ranks 64 and 16, lambda 0.7, DASM with
+// 4 steps, AdamW weight decay 1e-4, clipping 1). The learning rates are
+// untuned starting points for the small prior, not the paper's SD3 values
+// (5e-6 for the student, 1e-6 for the fake score).
 func DefaultConfig() Config {
 	return Config{LoRARank: 64, FakeRank: 16, Reg: RegTSD, Lambda: 0.7, DASM: true, DASMSteps: 4,
 		WMSE: 1, WTSD: 1, LR: 1e-4, LRFake: 1e-4, Warmup: 100, Steps: 10000,
