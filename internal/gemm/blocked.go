@@ -167,22 +167,7 @@ func macro(p *path, kb int, ap []float32, bs bsrc, mb, nb int, c []float32, ldc 
 				continue
 			}
 			p.micro(kb, aPanel, bPanel, ldb, unsafe.Pointer(&tmp[0]), nr, 0)
-			for ii := 0; ii < mv; ii++ {
-				ci := c[(i+ii)*ldc+j : (i+ii)*ldc+j+nv]
-				ti := tmp[ii*nr : ii*nr+nv]
-				switch beta {
-				case 0:
-					copy(ci, ti)
-				case 1:
-					for jj, v := range ti {
-						ci[jj] += v
-					}
-				default:
-					for jj, v := range ti {
-						ci[jj] = beta*ci[jj] + v
-					}
-				}
-			}
+			finishTile(tmp[:], nr, mv, nv, unsafe.Pointer(&c[i*ldc+j]), ldc, beta)
 		}
 	}
 }
@@ -271,13 +256,13 @@ func gather(dst []float32, w int, alpha float32, x []float32, ld, off, kb, nv in
 
 func roundUp(x, m int) int { return (x + m - 1) / m * m }
 
-// finishTile writes an mr x nr tile t (row stride nr) into C with the beta
-// rule of path.micro.
-func finishTile(t []float32, mr, nr int, c unsafe.Pointer, ldc int, beta float32) {
-	cs := unsafe.Slice((*float32)(c), (mr-1)*ldc+nr)
-	for i := 0; i < mr; i++ {
-		ci := cs[i*ldc : i*ldc+nr]
-		ti := t[i*nr : i*nr+nr]
+// finishTile writes the top-left mv x nv corner of the tile t (row stride
+// ts) into C with the beta rule of path.micro.
+func finishTile(t []float32, ts, mv, nv int, c unsafe.Pointer, ldc int, beta float32) {
+	cs := unsafe.Slice((*float32)(c), (mv-1)*ldc+nv)
+	for i := 0; i < mv; i++ {
+		ci := cs[i*ldc : i*ldc+nv]
+		ti := t[i*ts : i*ts+nv]
 		switch beta {
 		case 0:
 			copy(ci, ti)

@@ -5,8 +5,10 @@
 // into cache-sized panels laid out in the order a register-tiled micro-kernel
 // reads them, so that transposes, strides and ragged edges cost one pass of
 // copying instead of slowing down the inner loop. The micro-kernel is chosen
-// at run time from the CPU features: AVX-512 (Float32x16 FMA), AVX2+FMA
-// (Float32x8 FMA) when built with GOEXPERIMENT=simd on amd64, else plain Go.
+// at run time from the CPU features: on amd64 an AVX-512 8x32 or AVX2+FMA
+// 6x16 kernel in Go assembly (any build), else plain Go. Builds with
+// GOEXPERIMENT=simd also carry the same kernels written with simd/archsimd,
+// selectable for comparison; they are slower today (see kernel_amd64.s).
 // The work is split over the worker pool of internal/parallel.
 //
 // SetKernel, or the TSDSR_GEMM_KERNEL environment variable, forces one path

@@ -30,7 +30,7 @@ func simdPaths() []*path {
 func microSimd256(kc int, a, b unsafe.Pointer, ldb int, c unsafe.Pointer, ldc int, beta float32) {
 	var t [4 * 16]float32
 	loopSimd256(kc, a, b, uintptr(ldb)*4, &t)
-	finishTile(t[:], 4, 16, c, ldc, beta)
+	finishTile(t[:], 16, 4, 16, c, ldc, beta)
 }
 
 func ld8(p unsafe.Pointer, off uintptr) archsimd.Float32x8 {
@@ -75,7 +75,7 @@ func loopSimd256(kc int, a, b unsafe.Pointer, sb uintptr, t *[64]float32) {
 func microSimd512(kc int, a, b unsafe.Pointer, ldb int, c unsafe.Pointer, ldc int, beta float32) {
 	var t [8 * 32]float32
 	loopSimd512(kc, a, b, uintptr(ldb)*4, &t)
-	finishTile(t[:], 8, 32, c, ldc, beta)
+	finishTile(t[:], 32, 8, 32, c, ldc, beta)
 }
 
 func ld16(p unsafe.Pointer, off uintptr) archsimd.Float32x16 {
