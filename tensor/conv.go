@@ -2,6 +2,7 @@ package tensor
 
 import (
 	"fmt"
+	"sync"
 
 	"tsdsr/internal/gemm"
 	"tsdsr/internal/parallel"
@@ -117,7 +118,9 @@ func (g *convGeom) forward(x, w, bias, out []float32) {
 	rows := g.bandRows(convFwdCols)
 	bands := (g.ho + rows - 1) / rows
 	parallel.For(g.n*bands, 1, func(lo, hi int) {
-		cols := make([]float32, k*rows*g.wo) // [Cin*kh*kw, band*Wo]
+		buf := getConvCols(k * rows * g.wo)
+		defer convCols.Put(buf)
+		cols := *buf // [Cin*kh*kw, band*Wo]
 		for u := lo; u < hi; u++ {
 			n, r0 := u/bands, u%bands*rows
 			r1 := min(g.ho, r0+rows)
@@ -289,6 +292,21 @@ func (g *convGeom) col2im(dcols, dxn []float32, r0, r1 int) {
 			}
 		}
 	})
+}
+
+// convCols recycles the forward pass's per-worker column buffers: the pool
+// hands out several chunks per worker, and big images would otherwise
+// allocate tens of MB per chunk.
+var convCols = sync.Pool{New: func() any { return new([]float32) }}
+
+// getConvCols returns a pooled buffer of n floats (contents undefined).
+func getConvCols(n int) *[]float32 {
+	b := convCols.Get().(*[]float32)
+	if cap(*b) < n {
+		*b = make([]float32, n)
+	}
+	*b = (*b)[:n]
+	return b
 }
 
 func convFill(d []float32, v float32) {
