@@ -69,7 +69,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 		fs.PrintDefaults()
 	}
 	def := distill.DefaultConfig()
-	prior := fs.String("prior", "", "prior `DIR or FILE` (see above)")
+	prior := fs.String("prior", "", "`path` of the prior: run directory, diffusers directory or safetensors file (see above)")
 	dataDir := fs.String("data", "", "directory of HR photos")
 	out := fs.String("out", "", "run directory")
 	steps := fs.Int("steps", 2000, "student steps (each followed by one fake-score step)")
