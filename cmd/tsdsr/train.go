@@ -267,5 +267,7 @@ func openCache(ctx context.Context, path, dataDir string, o latents.BuildOptions
 		fmt.Fprintf(progress, "\nencoded %d crops of %d photos in %s into %s\n", len(c.Photo), len(c.Photos)-len(c.Skipped),
 			time.Since(t0).Round(time.Second), path)
 	}
-	return c, nil
+	// Train on the file's (half-precision) values, not the encoder's: a run
+	// resumed later reads the file, and must see the same bits.
+	return latents.Load(path)
 }

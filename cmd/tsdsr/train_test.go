@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -79,6 +81,20 @@ func TestTrainAndSamplePrior(t *testing.T) {
 	}
 	if len(rows) != 5 || vals != 2 { // 3 steps, validation after steps 2 and 3
 		t.Errorf("%d metric rows, %d validations", len(rows), vals)
+	}
+
+	// A run reading the cache file trains on the same bits as the run that
+	// built it (which trains on the file's half-precision values too).
+	out2 := filepath.Join(tmp, "run2")
+	args2 := append([]string(nil), args...)
+	args2[slices.Index(args2, "--out")+1] = out2
+	if err := runTrainPrior(context.Background(), args2); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(filepath.Join(out, st.Checkpoint, "model.safetensors"))
+	b, _ := os.ReadFile(filepath.Join(out2, st.Checkpoint, "model.safetensors"))
+	if len(a) == 0 || !bytes.Equal(a, b) {
+		t.Error("training from the cache file differs from the run that built it")
 	}
 
 	// A finished run is not overwritten; resuming it has nothing to do.
