@@ -76,6 +76,8 @@ func TestAttentionGrad(t *testing.T) {
 		{1, 4, 4, 4, 1},
 		{2, 5, 7, 6, 2}, // Lq != Lk, batch 2
 		{1, 6, 3, 12, 3},
+		{2, 1, 5, 4, 2}, // a single query
+		{1, 3, 1, 4, 1}, // a single key: the output is v
 	} {
 		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
 			q := tensortest.Rand(r, c.n, c.lq, c.d)

@@ -95,6 +95,8 @@ var convCases = []struct {
 	{1, 2, 5, 5, 3, 1, 2, 0, false}, // strided 1x1 goes through im2col
 	{1, 2, 3, 4, 2, 5, 1, 2, true},  // kernel wider than the image
 	{2, 3, 6, 6, 4, 3, 3, 2, false}, // stride 3, padding 2
+	{1, 2, 4, 5, 3, 1, 1, 1, true},  // padded 1x1: a zero border
+	{1, 2, 7, 7, 2, 1, 3, 0, false}, // stride larger than the kernel
 }
 
 func TestConv2dMatchesNaive(t *testing.T) {
