@@ -51,11 +51,12 @@ func (r *Run) Loop(ctx context.Context, l Loop) error {
 	start := r.step
 	var bar *progressbar.ProgressBar
 	if l.Progress != nil {
-		bar = progressbar.NewOptions(l.Steps, progressbar.OptionSetWriter(l.Progress),
-			progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true),
-			progressbar.OptionSetWidth(25), progressbar.OptionThrottle(200*time.Millisecond),
-			progressbar.OptionSetDescription("training"))
-		bar.Set(start)
+		// The bar counts this session's steps, so its time estimate is not
+		// fooled by the steps a resumed run did before; the description
+		// shows the run's step.
+		bar = progressbar.NewOptions(max(0, l.Steps-start), progressbar.OptionSetWriter(l.Progress),
+			progressbar.OptionSetPredictTime(true), progressbar.OptionSetWidth(25),
+			progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionSetDescription("training"))
 	}
 	t0 := time.Now()
 	var seen int64 // samples in this session
@@ -96,8 +97,8 @@ func (r *Run) Loop(ctx context.Context, l Loop) error {
 			return err
 		}
 		if bar != nil {
-			bar.Describe(describe(m, l.Show, rate))
-			bar.Set(s + 1)
+			bar.Describe(fmt.Sprintf("step %d/%d  %s", s+1, l.Steps, describe(m, l.Show, rate)))
+			bar.Set(s + 1 - start)
 		}
 		if (s+1)%l.LogEvery == 0 {
 			r.Log.Info("step", metricAttrs(s+1, m)...)
