@@ -51,8 +51,11 @@ type Cache struct {
 type job struct{ photo, k int }
 
 // Build encodes o.PerPhoto random crops (random horizontal flips) of every
-// photo at least o.Crop pixels on each side. It stops with ctx's error when
-// ctx is cancelled.
+// photo at least o.Crop pixels on each side, o.Batch crops per encoder pass
+// (the encoder's kernels use every thread; batching amortises their set-up).
+// It stops with ctx's error when ctx is cancelled. The latents are the
+// encoder's float32 values; Save stores them in half precision, so train
+// from the loaded file when runs must be reproducible from it.
 func Build(ctx context.Context, photos *data.Photos, source string, enc *taesd.Encoder, o BuildOptions) (*Cache, error) {
 	if o.Crop == 0 {
 		o.Crop = 256

@@ -33,8 +33,8 @@ type PriorOptions struct {
 
 	ValSigmas []float32 // noise levels of the validation loss (default 0.2, 0.5, 0.8)
 	ValBatch  int       // latents per validation forward pass (default 8)
-	SaveEvery int
-	EvalEvery int
+	SaveEvery int       // checkpoint period in steps (0: at the end and on interruption only)
+	EvalEvery int       // validation period in steps (0: at the end only)
 	Progress  io.Writer // progress bar (nil: none)
 }
 
