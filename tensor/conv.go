@@ -115,20 +115,33 @@ func (g *convGeom) forward(x, w, bias, out []float32) {
 		}
 		return
 	}
+	// The bias rides along as one more GEMM inner row: a row of ones in the
+	// columns and the bias as the last weight column, so the GEMM writes
+	// the output once (beta 0) instead of reading a bias-filled one.
+	kb, wb := k, w
+	if bias != nil {
+		kb = k + 1
+		wb = make([]float32, g.cout*kb) // [Cout, Cin*kh*kw + 1]
+		for co := range g.cout {
+			copy(wb[co*kb:], w[co*k:(co+1)*k])
+			wb[co*kb+k] = bias[co]
+		}
+	}
 	rows := g.bandRows(convFwdCols)
 	bands := (g.ho + rows - 1) / rows
 	parallel.For(g.n*bands, 1, func(lo, hi int) {
-		buf := getConvCols(k * rows * g.wo)
+		buf := getConvCols(kb * rows * g.wo)
 		defer convCols.Put(buf)
-		cols := *buf // [Cin*kh*kw, band*Wo]
+		cols := *buf // [Cin*kh*kw (+1), band*Wo]
 		for u := lo; u < hi; u++ {
 			n, r0 := u/bands, u%bands*rows
 			r1 := min(g.ho, r0+rows)
 			np := (r1 - r0) * g.wo
-			on := out[n*g.cout*ohw : (n+1)*g.cout*ohw] // [Cout, Ho, Wo]
-			g.fillBias(on, bias, r0*g.wo, np)
 			g.im2colRows(x[n*g.cin*hw:(n+1)*g.cin*hw], cols[:k*np], r0, r1, 0, k)
-			gemm.Sgemm(false, false, g.cout, np, k, 1, w, k, cols, np, beta, on[r0*g.wo:], ohw)
+			if bias != nil {
+				convFill(cols[k*np:(k+1)*np], 1)
+			}
+			gemm.Sgemm(false, false, g.cout, np, kb, 1, wb, kb, cols, np, 0, out[n*g.cout*ohw+r0*g.wo:], ohw)
 		}
 	})
 }
