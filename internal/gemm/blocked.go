@@ -220,12 +220,31 @@ func packB(dst []float32, nr int, transB bool, b []float32, ldb, pc, kb, j0, nv 
 	gather(dst, nr, 1, b, ldb, j0*ldb+pc, kb, nv)
 }
 
+// transpose8, when set (amd64 with AVX), transposes an 8x8 block between
+// strided buffers: gather's fast path.
+var transpose8 func(dst unsafe.Pointer, lddst int, src unsafe.Pointer, ldsrc int)
+
 // gather transposes: for rows r < nv of x (row r starts at off+r*ld, kb
-// long) it sets dst[p*w+r] = alpha*x[off+r*ld+p]. Rows go four at a time so
-// each k step writes four adjacent floats while reading four sequential
-// streams.
+// long) it sets dst[p*w+r] = alpha*x[off+r*ld+p]. Rows go in 8x8 SIMD blocks
+// where possible, then four at a time so each k step writes four adjacent
+// floats while reading four sequential streams.
 func gather(dst []float32, w int, alpha float32, x []float32, ld, off, kb, nv int) {
 	r := 0
+	if transpose8 != nil && alpha == 1 && w >= 8 {
+		for ; r+8 <= nv; r += 8 {
+			src := x[off+r*ld : off+(r+7)*ld+kb] // bounds the 8 rows read
+			p := 0
+			for ; p+8 <= kb; p += 8 {
+				transpose8(unsafe.Pointer(&dst[p*w+r]), w, unsafe.Pointer(&src[p]), ld)
+			}
+			for ; p < kb; p++ {
+				d := dst[p*w+r : p*w+r+8]
+				for i := range d {
+					d[i] = src[i*ld+p]
+				}
+			}
+		}
+	}
 	for ; r+4 <= nv; r += 4 {
 		s0 := x[off+r*ld : off+r*ld+kb]
 		s1 := x[off+(r+1)*ld : off+(r+1)*ld+kb]

@@ -21,6 +21,18 @@ func asmPaths() []*path {
 	return ps
 }
 
+func init() {
+	if cpu.X86.HasAVX {
+		transpose8 = transpose8x8
+	}
+}
+
+// transpose8x8 writes the transpose of the 8x8 block at src (row stride ldsrc
+// floats) to dst (row stride lddst floats).
+//
+//go:noescape
+func transpose8x8(dst unsafe.Pointer, lddst int, src unsafe.Pointer, ldsrc int)
+
 // microAVX2 is the 6x16 AVX2+FMA micro-kernel (see path.micro).
 //
 //go:noescape
