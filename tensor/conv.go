@@ -17,7 +17,7 @@ import (
 // convColBudget float32 elements bound its buffers.
 var (
 	convFwdCols   = 256
-	convBwdCols   = 1024
+	convBwdCols   = 512
 	convColBudget = 1 << 23
 )
 

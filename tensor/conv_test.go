@@ -141,9 +141,9 @@ func TestConv2dGrad(t *testing.T) {
 // im2col row bands, forward and backward, against the float64 reference.
 func TestConv2dBands(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
-	defer parallel.SetThreads(parallel.SetThreads(1)) // backward bands of ~1024 columns
+	defer parallel.SetThreads(parallel.SetThreads(1)) // backward bands of ~512 columns
 	for _, s := range []int{1, 2} {
-		x := tensortest.Rand(r, 2, 4, 100, 90).SetRequiresGrad(true) // backward: 10 bands at stride 1, 3 at stride 2; forward: 50 and 13
+		x := tensortest.Rand(r, 2, 4, 100, 90).SetRequiresGrad(true) // backward: 20 bands at stride 1, 5 at stride 2; forward: 50 and 13
 		w := tensortest.Rand(r, 4, 4, 3, 3).SetRequiresGrad(true)
 		y := tensor.Conv2d(x, w, nil, s, 1) // [2, 4, Ho, Wo]
 		want, _, _ := naiveConv(x, w, nil, s, 1)
