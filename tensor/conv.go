@@ -103,11 +103,11 @@ func (g *convGeom) bandRows(cols int) int {
 
 func (g *convGeom) forward(x, w, bias, out []float32) {
 	hw, ohw, k := g.h*g.w, g.ho*g.wo, g.k()
-	beta := float32(0)
-	if bias != nil {
-		beta = 1
-	}
 	if g.pointwise() {
+		beta := float32(0) // the GEMM adds onto the bias when there is one
+		if bias != nil {
+			beta = 1
+		}
 		for n := range g.n {
 			on := out[n*g.cout*ohw : (n+1)*g.cout*ohw] // [Cout, H*W]
 			g.fillBias(on, bias, 0, ohw)
@@ -198,19 +198,22 @@ func (g *convGeom) backward(x, w, gr, dx, dw []float32) {
 	}
 }
 
-// biasGrad sums the output gradient over batch and pixels per channel.
+// biasGrad sums the output gradient over batch and pixels per channel, in
+// float64: a channel of a large image holds millions of terms.
 func (g *convGeom) biasGrad(gr []float32) []float32 {
 	ohw := g.ho * g.wo
 	db := make([]float32, g.cout)
-	for n := range g.n {
-		for co := range g.cout {
-			var s float32
-			for _, v := range gr[(n*g.cout+co)*ohw : (n*g.cout+co+1)*ohw] {
-				s += v
+	parallel.For(g.cout, 1, func(lo, hi int) {
+		for co := lo; co < hi; co++ {
+			var s float64
+			for n := range g.n {
+				for _, v := range gr[(n*g.cout+co)*ohw : (n*g.cout+co+1)*ohw] {
+					s += float64(v)
+				}
 			}
-			db[co] += s
+			db[co] = float32(s)
 		}
-	}
+	})
 	return db
 }
 
