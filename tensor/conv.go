@@ -203,7 +203,7 @@ func (g *convGeom) backward(x, w, gr, dx, dw []float32) {
 func (g *convGeom) biasGrad(gr []float32) []float32 {
 	ohw := g.ho * g.wo
 	db := make([]float32, g.cout)
-	parallel.For(g.cout, 1, func(lo, hi int) {
+	parallel.For(g.cout, max(1, 32768/(g.n*ohw)), func(lo, hi int) {
 		for co := lo; co < hi; co++ {
 			var s float64
 			for n := range g.n {
