@@ -32,6 +32,9 @@ func Attention(q, k, v *Tensor, heads int) *Tensor {
 	if q.Dim() != 3 || k.Dim() != 3 || !SameShape(k.Shape, v.Shape) || k.Shape[0] != q.Shape[0] || k.Shape[2] != q.Shape[2] {
 		panic(fmt.Sprintf("tensor.Attention: q %v, k %v, v %v: want q [N, Lq, D], k and v [N, Lk, D]", q.Shape, k.Shape, v.Shape))
 	}
+	if k.Shape[1] == 0 {
+		panic(fmt.Sprintf("tensor.Attention: no keys (k %v): the softmax is undefined", k.Shape))
+	}
 	if heads < 1 || q.Shape[2]%heads != 0 {
 		panic(fmt.Sprintf("tensor.Attention: %d heads do not divide D = %d", heads, q.Shape[2]))
 	}

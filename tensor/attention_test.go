@@ -147,6 +147,7 @@ func TestAttentionShapePanics(t *testing.T) {
 		"kv":    func() { tensor.Attention(tensor.New(1, 2, 6), tensor.New(1, 3, 6), tensor.New(1, 4, 6), 2) },
 		"dim":   func() { tensor.Attention(tensor.New(1, 2, 6), tensor.New(1, 3, 4), tensor.New(1, 3, 4), 2) },
 		"rank":  func() { tensor.Attention(tensor.New(2, 6), tensor.New(3, 6), tensor.New(3, 6), 2) },
+		"empty": func() { tensor.Attention(tensor.New(1, 2, 6), tensor.New(1, 0, 6), tensor.New(1, 0, 6), 2) },
 	} {
 		func() {
 			defer func() {
