@@ -155,7 +155,9 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	}
 	opts := degrade.DefaultOptions()
 	opts.Crop.Size = *size
-	loader, err := data.NewLoader(ctx, photos, data.Config{Batch: *batch, Seed: *seed ^ distillLoaderSeed, Start: start, Options: opts})
+	// The loader ignores Ctrl-C: the loop notices it between steps and
+	// checkpoints first; a step failing on a cancelled batch would not.
+	loader, err := data.NewLoader(context.WithoutCancel(ctx), photos, data.Config{Batch: *batch, Seed: *seed ^ distillLoaderSeed, Start: start, Options: opts})
 	if err != nil {
 		return err
 	}
