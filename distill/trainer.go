@@ -92,9 +92,11 @@ type Batch struct {
 
 // Step runs one student step and then one fake-score step on the batch,
 // drawing its random numbers from r, and returns the step's metrics:
-// loss (the student's total), mse, tsd, pix, fake (the fake score's
-// loss), grad_norm (the student's, before clipping), lr and lr_fake.
-// A step whose gradient norm is not finite updates nothing.
+// loss (the student's total), mse, tsd, pix, grad_norm (before clipping),
+// lr, and for the fake score fake (its loss), fake_grad_norm and lr_fake.
+// The fake score trains on the outputs of this step's student, before its
+// update (as the official code does). An optimiser whose gradient norm is
+// not finite skips its update.
 func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Metrics, error) {
 	cfg := t.Config
 	n := b.ZL.Shape[0]
@@ -142,11 +144,7 @@ func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Metrics, error) {
 	t.OptStudent.ZeroGrad()
 
 	if t.Fake != nil {
-		fl, err := t.fakeStep(zHat.Detach(), r.Child(2))
-		if err != nil {
-			return nil, err
-		}
-		m["fake"] = fl
+		m["fake"], m["fake_grad_norm"] = t.fakeStep(zHat.Detach(), r.Child(2))
 		m["lr_fake"] = t.OptFake.LR
 	}
 	return m, nil
@@ -154,7 +152,8 @@ func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Metrics, error) {
 
 // fakeStep trains the fake score one step on the student's outputs x0:
 // a fresh index per sample from [IndexLo, IndexHi), fresh noise, FakeLoss.
-func (t *Trainer) fakeStep(x0 *tensor.Tensor, r *rng.Rand) (float64, error) {
+// It returns the loss and the gradient norm before clipping.
+func (t *Trainer) fakeStep(x0 *tensor.Tensor, r *rng.Rand) (loss, norm float64) {
 	n := x0.Shape[0]
 	sig := make([]float32, n)
 	for i := range sig {
@@ -162,16 +161,16 @@ func (t *Trainer) fakeStep(x0 *tensor.Tensor, r *rng.Rand) (float64, error) {
 	}
 	eps := tensor.New(x0.Shape...)
 	r.FillNormal(eps.Data, 0, 1)
-	loss := FakeLoss(t.Fake.Velocity, x0, eps, sig)
+	l := FakeLoss(t.Fake.Velocity, x0, eps, sig)
 	t.OptFake.ZeroGrad()
-	loss.Backward()
-	norm := nn.ClipGradNorm(t.OptFake.Params(), t.Config.ClipNorm)
+	l.Backward()
+	norm = nn.ClipGradNorm(t.OptFake.Params(), t.Config.ClipNorm)
 	t.OptFake.LR = t.lrFake(t.OptFake.Steps())
 	if !math.IsNaN(norm) && !math.IsInf(norm, 0) {
 		t.OptFake.Step()
 	}
 	t.OptFake.ZeroGrad()
-	return float64(loss.Item()), nil
+	return float64(l.Item()), norm
 }
 
 // PixelLoss is the pixel term standing in for TSD-SR's LPIPS (whose
