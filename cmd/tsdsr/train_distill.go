@@ -44,7 +44,7 @@ type distillRecipe struct {
 const distillLoaderSeed = 0x9e3779b97f4a7c15
 
 // lossColumns are the columns of loss.csv, in order.
-var lossColumns = []string{"step", "loss", "mse", "tsd", "pix", "fake", "grad_norm", "lr", "lr_fake", "samples_per_s"}
+var lossColumns = []string{"step", "loss", "mse", "tsd", "pix", "fake", "grad_norm", "fake_grad_norm", "lr", "lr_fake", "samples_per_s"}
 
 // runTrainDistill is `tsdsr train distill`: TSD-SR's one-step student
 // distilled from a prior (see package distill).
