@@ -78,6 +78,7 @@ func BenchmarkTrainStep(b *testing.B) {
 		{"lora64-tsd-dasm4", func(*Config) {}, 2 + 12 + 2},
 		{"lora64-mse-only", func(c *Config) { c.Reg = RegNone }, 2},
 		{"full-tsd-dasm4", func(c *Config) { c.FullFinetune = true }, 3 + 12 + 2},
+		{"full-mse-only", func(c *Config) { c.FullFinetune, c.Reg = true, RegNone }, 3},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			prior, err := mmdit.New(cfg, nn.NewParams(rng.New(1)))
