@@ -158,6 +158,13 @@ func (g *convGeom) fillBias(on, bias []float32, off, np int) {
 // backward fills dx and/or dw (either may be nil) from the output gradient gr.
 func (g *convGeom) backward(x, w, gr, dx, dw []float32) {
 	hw, ohw, k := g.h*g.w, g.ho*g.wo, g.k()
+	if dx != nil && g.transposable() {
+		g.transposed().forward(gr, g.flipped(w), nil, dx)
+		dx = nil // done
+		if dw == nil {
+			return
+		}
+	}
 	var cols, dcols []float32
 	rows := g.bandRows(min(convBwdCols*parallel.Threads(), convColBudget/k))
 	if !g.pointwise() {
@@ -196,6 +203,41 @@ func (g *convGeom) backward(x, w, gr, dx, dw []float32) {
 			}
 		}
 	}
+}
+
+// transposable reports whether dx is itself a convolution that the forward
+// path can run: for stride 1 and a square kernel, dx = conv(g, W flipped and
+// with in/out swapped, padding k-1-p). That trades col2im's scattered
+// additions for the forward pass's parallel bands.
+func (g *convGeom) transposable() bool {
+	return !g.pointwise() && g.s == 1 && g.kh == g.kw && g.p <= g.kh-1
+}
+
+// transposed is the geometry of the convolution that computes dx.
+func (g *convGeom) transposed() *convGeom {
+	t := &convGeom{
+		n: g.n, cin: g.cout, h: g.ho, w: g.wo,
+		cout: g.cin, kh: g.kh, kw: g.kw, s: 1, p: g.kh - 1 - g.p,
+	}
+	t.ho, t.wo = g.h, g.w
+	return t
+}
+
+// flipped returns w [Cout, Cin, kh, kw] as [Cin, Cout, kh, kw] with both
+// kernel axes reversed: the weights of the transposed convolution.
+func (g *convGeom) flipped(w []float32) []float32 {
+	taps := g.kh * g.kw
+	f := make([]float32, len(w)) // [Cin, Cout, kh, kw]
+	for co := range g.cout {
+		for c := range g.cin {
+			src := w[(co*g.cin+c)*taps : (co*g.cin+c+1)*taps]
+			dst := f[(c*g.cout+co)*taps : (c*g.cout+co+1)*taps]
+			for t, v := range src {
+				dst[taps-1-t] = v
+			}
+		}
+	}
+	return f
 }
 
 // biasGrad sums the output gradient over batch and pixels per channel, in
