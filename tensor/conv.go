@@ -29,7 +29,8 @@ var (
 // (im2col), done in row bands that bound the column buffer, bands in
 // parallel; 1x1 stride-1 convolutions multiply the image directly. Backward
 // recomputes the columns instead of keeping them: dW = g x cols^T,
-// dx = col2im(W^T x g), db = sum of g.
+// db = sum of g, and dx = col2im(W^T x g), or for stride 1 the transposed
+// convolution of g run by the forward path.
 func Conv2d(x, w, b *Tensor, stride, padding int) *Tensor {
 	if x.Dim() != 4 || w.Dim() != 4 || x.Shape[1] != w.Shape[1] {
 		panic(fmt.Sprintf("tensor.Conv2d: x %v and w %v: want x [N, Cin, H, W], w [Cout, Cin, kh, kw]", x.Shape, w.Shape))
