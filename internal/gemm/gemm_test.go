@@ -185,3 +185,36 @@ func TestSgemmBadArgs(t *testing.T) {
 	}()
 	Sgemm(false, false, 2, 2, 2, 1, make([]float32, 4), 2, make([]float32, 4), 2, 0, make([]float32, 3), 2)
 }
+
+// TestGather checks the transposing pack (SIMD 8x8 blocks where the CPU has
+// them, then 4-row and 1-row steps) for every panel width the kernels use,
+// including widths no kernel on this machine exercises.
+func TestGather(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, w := range []int{4, 6, 8, 16, 32} {
+		for _, kb := range []int{1, 7, 8, 19, 64} {
+			for _, nv := range []int{1, 3, 4, 5, 8, 9, 13, 16, 25, 32} {
+				if nv > w {
+					continue
+				}
+				for _, alpha := range []float32{1, -2} {
+					ld := kb + 3
+					x := randSlice(r, 2+nv*ld)
+					dst := randSlice(r, kb*w)
+					want := append([]float32(nil), dst...)
+					for i := 0; i < nv; i++ {
+						for p := 0; p < kb; p++ {
+							want[p*w+i] = alpha * x[2+i*ld+p]
+						}
+					}
+					gather(dst, w, alpha, x, ld, 2, kb, nv)
+					for i := range dst {
+						if dst[i] != want[i] {
+							t.Fatalf("w=%d kb=%d nv=%d alpha=%v: dst[%d] = %v, want %v", w, kb, nv, alpha, i, dst[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
+}
