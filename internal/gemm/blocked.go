@@ -45,7 +45,11 @@ var (
 // goroutines: below it, goroutine start-up costs more than it saves.
 const parallelWork = 64 * 64 * 64
 
-var scratch = sync.Pool{New: func() any { return new([]float32) }}
+// scratch holds packing buffers, tilePool the edge-tile buffers of macro.
+var (
+	scratch  = sync.Pool{New: func() any { return new([]float32) }}
+	tilePool = sync.Pool{New: func() any { return new([maxTile]float32) }}
+)
 
 // getScratch returns a pooled slice of at least n floats.
 func getScratch(n int) *[]float32 {
@@ -152,7 +156,15 @@ type bsrc struct {
 // through a local buffer.
 func macro(p *path, kb int, ap []float32, bs bsrc, mb, nb int, c []float32, ldc int, beta float32) {
 	mr, nr := p.mr, p.nr
-	var tmp [maxTile]float32
+	// Edge tiles go through a pooled buffer: a local array would escape
+	// (the kernel is called through a func value) and cost an allocation
+	// per call.
+	var tmp *[maxTile]float32
+	defer func() {
+		if tmp != nil {
+			tilePool.Put(tmp)
+		}
+	}()
 	for j := 0; j < nb; j += nr {
 		nv := min(nr, nb-j)
 		bPanel, ldb := unsafe.Pointer(&bs.packed[j*kb]), nr
@@ -165,6 +177,9 @@ func macro(p *path, kb int, ap []float32, bs bsrc, mb, nb int, c []float32, ldc 
 			if mv == mr && nv == nr {
 				p.micro(kb, aPanel, bPanel, ldb, unsafe.Pointer(&c[i*ldc+j]), ldc, beta)
 				continue
+			}
+			if tmp == nil {
+				tmp = tilePool.Get().(*[maxTile]float32)
 			}
 			p.micro(kb, aPanel, bPanel, ldb, unsafe.Pointer(&tmp[0]), nr, 0)
 			finishTile(tmp[:], nr, mv, nv, unsafe.Pointer(&c[i*ldc+j]), ldc, beta)
