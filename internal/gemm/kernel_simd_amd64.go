@@ -41,9 +41,13 @@ func bc8(p unsafe.Pointer, off uintptr) archsimd.Float32x8 {
 	return archsimd.BroadcastFloat32x8(*(*float32)(unsafe.Add(p, off)))
 }
 
-func loopSimd256(kc int, a, b unsafe.Pointer, sb uintptr, t *[64]float32) {
+func loopSimd256(kc int, a0, b0 unsafe.Pointer, sb uintptr, t *[64]float32) {
 	var c00, c01, c10, c11, c20, c21, c30, c31 archsimd.Float32x8
-	for ; kc > 0; kc-- {
+	// Addresses are computed from the base for each step: advancing a
+	// pointer past the last step would leave it outside its allocation,
+	// which unsafe.Pointer's rules forbid (checkptr catches it).
+	for p := range uintptr(kc) {
+		a, b := unsafe.Add(a0, p*16), unsafe.Add(b0, p*sb)
 		b0 := ld8(b, 0)
 		b1 := ld8(b, 32)
 		x := bc8(a, 0)
@@ -58,8 +62,6 @@ func loopSimd256(kc int, a, b unsafe.Pointer, sb uintptr, t *[64]float32) {
 		x = bc8(a, 12)
 		c30 = x.MulAdd(b0, c30)
 		c31 = x.MulAdd(b1, c31)
-		a = unsafe.Add(a, 16)
-		b = unsafe.Add(b, sb)
 	}
 	c00.Store((*[8]float32)(t[0:8]))
 	c01.Store((*[8]float32)(t[8:16]))
@@ -86,10 +88,11 @@ func bc16(p unsafe.Pointer, off uintptr) archsimd.Float32x16 {
 	return archsimd.BroadcastFloat32x16(*(*float32)(unsafe.Add(p, off)))
 }
 
-func loopSimd512(kc int, a, b unsafe.Pointer, sb uintptr, t *[256]float32) {
+func loopSimd512(kc int, a0, b0 unsafe.Pointer, sb uintptr, t *[256]float32) {
 	var c00, c01, c10, c11, c20, c21, c30, c31 archsimd.Float32x16
 	var c40, c41, c50, c51, c60, c61, c70, c71 archsimd.Float32x16
-	for ; kc > 0; kc-- {
+	for p := range uintptr(kc) {
+		a, b := unsafe.Add(a0, p*32), unsafe.Add(b0, p*sb)
 		b0 := ld16(b, 0)
 		b1 := ld16(b, 64)
 		x := bc16(a, 0)
@@ -116,8 +119,6 @@ func loopSimd512(kc int, a, b unsafe.Pointer, sb uintptr, t *[256]float32) {
 		x = bc16(a, 28)
 		c70 = x.MulAdd(b0, c70)
 		c71 = x.MulAdd(b1, c71)
-		a = unsafe.Add(a, 32)
-		b = unsafe.Add(b, sb)
 	}
 	for i, v := range [16]archsimd.Float32x16{c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71} {
 		v.Store((*[16]float32)(t[i*16 : i*16+16]))
