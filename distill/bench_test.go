@@ -11,12 +11,9 @@ package distill
 //	GOEXPERIMENT=simd go test -run '^$' -bench TrainStep -benchtime 3x ./distill/
 
 import (
-	"math"
-	"syscall"
 	"testing"
-	"time"
 
-	"tsdsr/internal/gemm"
+	"tsdsr/internal/benchutil"
 	"tsdsr/model/mmdit"
 	"tsdsr/nn"
 	"tsdsr/rng"
@@ -52,12 +49,6 @@ func forwardFlops(c mmdit.Config, n, h, w int) float64 {
 	f += 2 * nf * d * 2 * d                                               // norm_out
 	f += 2 * nf * li * d * float64(c.PatchSize*c.PatchSize*c.OutChannels) // proj_out
 	return f
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkTrainStep times Trainer.Step (student step + fake-score step).
@@ -98,37 +89,15 @@ func BenchmarkTrainStep(b *testing.B) {
 			zl := tensor.New(n, 16, lat, lat)
 			r.FillNormal(zl.Data, 0, 1)
 			batch := Batch{ZL: zl, ZH: zh}
-			const g = 1024
-			ga, gb, gc := make([]float32, g*g), make([]float32, g*g), make([]float32, g*g)
-			r.FillNormal(ga, 0, 1)
-			r.FillNormal(gb, 0, 1)
-			sgemm := func() { gemm.Sgemm(false, false, g, g, g, 1, ga, g, gb, g, 0, gc, g) }
-			sgemm()
 			flops := c.units * fwd
-			bestOp, bestGemm := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
-			var cpuOp time.Duration
 			s := 0
-			for b.Loop() {
-				t0, c0 := time.Now(), cpuTime()
+			b.ReportMetric(flops/1e9, "GFLOP/step")
+			benchutil.Rate(b, flops, func() {
 				if _, err := tr.Step(batch, r.Child(uint64(s))); err != nil {
 					b.Fatal(err)
 				}
-				bestOp, cpuOp = min(bestOp, time.Since(t0)), cpuOp+cpuTime()-c0
 				s++
-				b.StopTimer()
-				t0 = time.Now()
-				sgemm()
-				bestGemm = min(bestGemm, time.Since(t0))
-				b.StartTimer()
-			}
-			gemmRate := 2 * g * g * g / bestGemm.Seconds() / 1e9
-			opRate := flops / bestOp.Seconds() / 1e9
-			b.ReportMetric(flops/1e9, "GFLOP/step")
-			b.ReportMetric(bestOp.Seconds(), "best_s/step")
-			b.ReportMetric(opRate, "best_GFLOP/s")
-			b.ReportMetric(gemmRate, "gemm_GFLOP/s")
-			b.ReportMetric(opRate/gemmRate, "of_gemm")
-			b.ReportMetric(cpuOp.Seconds()/float64(s), "cpu_s/step")
+			})
 		})
 	}
 }
