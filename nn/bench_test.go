@@ -1,43 +1,16 @@
+//go:build linux
+
 package nn
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"testing"
 
+	"tsdsr/internal/benchutil"
 	"tsdsr/rng"
 	"tsdsr/tensor"
 )
-
-// vmHWM returns the process's peak resident set size in bytes (Linux), or -1.
-func vmHWM() float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
-			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
-			if err != nil {
-				return -1
-			}
-			return float64(kb) * 1024
-		}
-	}
-	return -1
-}
-
-// resetHWM resets VmHWM to the current RSS (Linux >= 4.0), so each
-// benchmark reports its own peak; it reports whether that worked.
-func resetHWM() bool {
-	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
-}
 
 // BenchmarkTrainStep times one AdamW training step (forward, MSE,
 // backward, clip, step) of the tiny transformer and reports the peak RSS
@@ -65,7 +38,7 @@ func BenchmarkTrainStep(b *testing.B) {
 			}
 			step() // warm-up: first allocations of moments' users, GEMM packing
 			runtime.GC()
-			reset := resetHWM()
+			reset := benchutil.ResetPeakRSS()
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
@@ -73,7 +46,7 @@ func BenchmarkTrainStep(b *testing.B) {
 			}
 			b.StopTimer()
 			if reset {
-				b.ReportMetric(vmHWM()/(1<<20), "peak-RSS-MB")
+				b.ReportMetric(benchutil.PeakRSS()/(1<<20), "peak-RSS-MB")
 			}
 			b.ReportMetric(float64(p.Count()), "params")
 		})
