@@ -1,7 +1,6 @@
 package imageio
 
 import (
-	"bufio"
 	"fmt"
 	"image"
 	"image/jpeg"
@@ -9,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"tsdsr/internal/atomicfile"
 )
 
 // DefaultJPEGQuality is the JPEG quality used when EncodeOptions.Quality is 0.
@@ -126,46 +127,19 @@ func WriteFile(path string, m *Image, opts *EncodeOptions) (err error) {
 			return fmt.Errorf("imageio: %s: %w: unknown extension (want .png, .jpg or .jpeg)", path, ErrUnsupported)
 		}
 	}
-	mode := os.FileMode(0o644)
-	if st, err := os.Stat(path); err == nil {
-		if !st.Mode().IsRegular() {
-			return fmt.Errorf("imageio: %s: not a regular file", path)
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("imageio: %s: not a regular file", path)
+	}
+	err = atomicfile.Write(path, func(w io.Writer) error {
+		if err := Encode(w, m, &o); err != nil {
+			return trimPrefix(err)
 		}
-		mode = st.Mode().Perm()
-	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("imageio: %s: %w", path, err)
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-			err = fmt.Errorf("imageio: %s: %w", path, err)
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<16)
-	if err = Encode(bw, m, &o); err != nil {
-		return trimPrefix(err)
-	}
-	if err = bw.Flush(); err != nil {
-		return err
-	}
-	if err = f.Chmod(mode); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return nil
 }
 
 // trimPrefix drops the "imageio: " of an inner error so that WriteFile's

@@ -17,7 +17,6 @@
 package safetensors
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -26,10 +25,10 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"unicode/utf8"
 
+	"tsdsr/internal/atomicfile"
 	"tsdsr/internal/parallel"
 	"tsdsr/tensor"
 )
@@ -491,29 +490,6 @@ func Write(w io.Writer, tensors map[string]*tensor.Tensor, metadata map[string]s
 // Save writes tensors to path (see Write) atomically: the file is written
 // to a temporary file in the same directory, synced, and renamed over path,
 // so a crash during a checkpoint never leaves a half-written file behind.
-func Save(path string, tensors map[string]*tensor.Tensor, metadata map[string]string, dtype DType) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err = Write(bw, tensors, metadata, dtype); err != nil {
-		return err
-	}
-	if err = bw.Flush(); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+func Save(path string, tensors map[string]*tensor.Tensor, metadata map[string]string, dtype DType) error {
+	return atomicfile.Write(path, func(w io.Writer) error { return Write(w, tensors, metadata, dtype) })
 }

@@ -31,9 +31,11 @@ import (
 	"strings"
 	"time"
 
+	"tsdsr/internal/atomicfile"
 	"tsdsr/nn"
 	"tsdsr/rng"
 	"tsdsr/safetensors"
+	"tsdsr/tensor"
 )
 
 // Part is a piece of training state saved with every checkpoint as
@@ -70,7 +72,7 @@ func (w weights) Load(f *safetensors.File) error {
 		if !ok {
 			return fmt.Errorf("train: checkpoint lacks %s", p.Name)
 		}
-		if !sameShape(info.Shape, p.T.Shape) {
+		if !tensor.SameShape(info.Shape, p.T.Shape) {
 			return fmt.Errorf("train: %s has shape %v in the checkpoint, %v in the model", p.Name, info.Shape, p.T.Shape)
 		}
 	}
@@ -80,18 +82,6 @@ func (w weights) Load(f *safetensors.File) error {
 		}
 	}
 	return nil
-}
-
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Options configure a Run.
@@ -318,29 +308,9 @@ func (r *Run) prune(step int) error {
 	return nil
 }
 
-// WriteFileAtomic writes b to a temporary file beside path, syncs it and
-// renames it over path, so readers see the old or the new file, never half.
-func WriteFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
-}
+// WriteFileAtomic writes b to path so that readers see the old or the new
+// file, never half (see internal/atomicfile).
+func WriteFileAtomic(path string, b []byte) error { return atomicfile.WriteBytes(path, b) }
 
 // WriteJSON writes v as indented JSON to a file of the run directory
 // (atomically), for example the model's config.json.

@@ -17,6 +17,7 @@ import (
 	"tsdsr/data"
 	"tsdsr/degrade"
 	"tsdsr/imageio"
+	"tsdsr/internal/atomicfile"
 	"tsdsr/internal/parallel"
 )
 
@@ -177,7 +178,7 @@ func degradeWritePair(photos *data.Photos, out string, seed uint64, k int, o *de
 	if err != nil {
 		return err
 	}
-	return degradeWriteAtomic(degradePairPath(out, "meta", k), append(js, '\n'))
+	return atomicfile.WriteBytes(degradePairPath(out, "meta", k), append(js, '\n'))
 }
 
 // degradeCheckRun writes run.json on the first run and refuses to resume into a
@@ -190,7 +191,7 @@ func degradeCheckRun(path string, run *degradeRun) error {
 	want = append(want, '\n')
 	have, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return degradeWriteAtomic(path, want)
+		return atomicfile.WriteBytes(path, want)
 	}
 	if err != nil {
 		return err
@@ -199,29 +200,6 @@ func degradeCheckRun(path string, run *degradeRun) error {
 		return fmt.Errorf("%s was made with another seed, photo set or options; use a new --out", path)
 	}
 	return nil
-}
-
-// degradeWriteAtomic writes b to a temporary file beside path and renames it
-// into place, so path is either absent or complete.
-func degradeWriteAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
 
 // degradeProgress draws a one-line bar with rate and ETA, redrawn at most every
