@@ -20,37 +20,6 @@ import (
 	"tsdsr/tensor"
 )
 
-// forwardFlops counts the multiply-adds (x2) of one transformer forward on
-// n latents of h x w: every linear layer and the joint attention's two
-// products, without LoRA adapters, norms and elementwise work.
-func forwardFlops(c mmdit.Config, n, h, w int) float64 {
-	d := float64(c.Hidden())
-	li := float64(h / c.PatchSize * (w / c.PatchSize))
-	lc := float64(c.ContextTokens)
-	nf := float64(n)
-	f := 2 * nf * li * float64(c.InChannels*c.PatchSize*c.PatchSize) * d // patch embedding
-	f += 2 * nf * (256*d + d*d + float64(c.PooledProjectionDim)*d + d*d) // timestep and pooled-text MLPs
-	f += 2 * lc * float64(c.JointAttentionDim) * d                       // context embedder (shared prompt)
-	for i := range c.NumLayers {
-		last := i == c.NumLayers-1
-		f += 2 * nf * d * 6 * d // norm1
-		if last {
-			f += 2 * nf * d * 2 * d
-		} else {
-			f += 2 * nf * d * 6 * d
-		}
-		f += 2 * nf * (li + lc) * 3 * d * d     // q, k, v of both streams
-		f += 4 * nf * (li + lc) * (li + lc) * d // Q K^T and P V
-		f += 2 * nf * li * (d*d + 8*d*d)        // to_out, MLP
-		if !last {
-			f += 2 * nf * lc * (d*d + 8*d*d) // to_add_out, context MLP
-		}
-	}
-	f += 2 * nf * d * 2 * d                                               // norm_out
-	f += 2 * nf * li * d * float64(c.PatchSize*c.PatchSize*c.OutChannels) // proj_out
-	return f
-}
-
 // BenchmarkTrainStep times Trainer.Step (student step + fake-score step).
 // Model flops per step, in forwards F of the batch: the student's
 // forward + input-gradient backward is 2F with a LoRA (its base weights
@@ -60,7 +29,7 @@ func forwardFlops(c mmdit.Config, n, h, w int) float64 {
 func BenchmarkTrainStep(b *testing.B) {
 	const n, lat = 2, 32
 	cfg := mmdit.Small()
-	fwd := forwardFlops(cfg, n, lat, lat)
+	fwd := cfg.ForwardFLOPs(n, lat, lat)
 	for _, c := range []struct {
 		name  string
 		edit  func(*Config)

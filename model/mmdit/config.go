@@ -85,3 +85,35 @@ func LoadConfig(path string) (Config, error) {
 	}
 	return c, nil
 }
+
+// ForwardFLOPs counts the multiply-adds (x2) of one transformer forward on
+// n latents of h x w: every linear layer and the joint attention's two
+// products, without LoRA adapters, norms and elementwise work. Benchmarks
+// divide it by time to report achieved GFLOP/s.
+func (c Config) ForwardFLOPs(n, h, w int) float64 {
+	d := float64(c.Hidden())
+	li := float64(h / c.PatchSize * (w / c.PatchSize))
+	lc := float64(c.ContextTokens)
+	nf := float64(n)
+	f := 2 * nf * li * float64(c.InChannels*c.PatchSize*c.PatchSize) * d // patch embedding
+	f += 2 * nf * (256*d + d*d + float64(c.PooledProjectionDim)*d + d*d) // timestep and pooled-text MLPs
+	f += 2 * lc * float64(c.JointAttentionDim) * d                       // context embedder (shared prompt)
+	for i := range c.NumLayers {
+		last := i == c.NumLayers-1
+		f += 2 * nf * d * 6 * d // norm1
+		if last {
+			f += 2 * nf * d * 2 * d
+		} else {
+			f += 2 * nf * d * 6 * d
+		}
+		f += 2 * nf * (li + lc) * 3 * d * d     // q, k, v of both streams
+		f += 4 * nf * (li + lc) * (li + lc) * d // Q K^T and P V
+		f += 2 * nf * li * (d*d + 8*d*d)        // to_out, MLP
+		if !last {
+			f += 2 * nf * lc * (d*d + 8*d*d) // to_add_out, context MLP
+		}
+	}
+	f += 2 * nf * d * 2 * d                                               // norm_out
+	f += 2 * nf * li * d * float64(c.PatchSize*c.PatchSize*c.OutChannels) // proj_out
+	return f
+}
