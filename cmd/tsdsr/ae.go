@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -46,11 +45,8 @@ func runAE(ctx context.Context, args []string) error {
 	in := fs.String("i", "", "input file or folder")
 	out := fs.String("o", "", "output file or folder")
 	tile := fs.Int("tile", taesd.DefaultDecodeTiling.Tile, "tile size in latent pixels (bounded memory for big images)")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
 	}
 	if *in == "" || *out == "" {
 		fs.Usage()

@@ -37,11 +37,8 @@ func runBenchServe(ctx context.Context, args []string) error {
 		fmt.Fprintln(fl.Output(), "Usage: tsdsr bench-serve [flags]\n\nWith no --url the server runs in this process, so peak RSS covers server and\nclients together.\n\nFlags:")
 		fl.PrintDefaults()
 	}
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(fl, args); err != nil {
+		return err
 	}
 	base := *url
 	if base == "" {

@@ -51,11 +51,8 @@ func runDegrade(ctx context.Context, args []string) error {
 	jobs := fs.Int("j", parallel.Threads(), "pairs built in parallel")
 	cacheMB := fs.Int64("cache-mb", data.DefaultCacheBytes>>20, "memory for decoded photos, MiB")
 	printConfig := fs.Bool("print-config", false, "print the effective options as JSON (a starting point for --config) and exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 || !*printConfig && (*hrDir == "" || *outDir == "" || *n <= 0) {
 		fs.Usage()

@@ -96,11 +96,8 @@ func parseEval(args []string, stderr io.Writer) (*evalConfig, error) {
 		fmt.Fprintf(fs.Output(), evalHelp, un.String())
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
 	}
 	bad := func(format string, a ...any) (*evalConfig, error) {
 		fmt.Fprintf(stderr, "tsdsr eval: "+format+"\n", a...)

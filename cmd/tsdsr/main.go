@@ -37,6 +37,18 @@ func register(c *command) {
 // errUsage marks an error already explained to the user by a FlagSet.
 var errUsage = errors.New("usage")
 
+// parseFlags parses a command's flags: -h returns flag.ErrHelp (usage
+// printed, exit 0), any other flag error (already printed by fs) errUsage.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	return nil
+}
+
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "tsdsr: one-step diffusion super-resolution (TSD-SR) on the CPU")
 	fmt.Fprintln(w, "\nUsage: tsdsr <command> [flags]   (tsdsr <command> -h for its flags)")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -128,11 +127,8 @@ func runSamplePrior(ctx context.Context, args []string) error {
 	output := fs.String("o", "", "output image (png, jpg, webp)")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *model == "" || *output == "" || *steps < 1 || *n < 1 || *batch < 1 || *size < taesd.Factor || *size%taesd.Factor != 0 || fs.NArg() > 0 {
 		fs.Usage()
@@ -273,11 +269,8 @@ func runSampleDenoise(ctx context.Context, args []string) error {
 	seed := fs.Uint64("seed", 0, "noise seed")
 	output := fs.String("o", "", "optional grid image")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	var sigmas []float32
 	for _, f := range strings.Split(*sigmaList, ",") {

@@ -87,11 +87,8 @@ func runServe(ctx context.Context, args []string) error {
 		fmt.Fprintln(fl.Output(), "Usage: tsdsr serve [flags]\n\nServes POST /v1/upscale, /healthz, /readyz, /v1/models, /metrics and a web page\nat /. SIGTERM or Ctrl-C stops accepting and lets running jobs finish. See docs/api.md.\n\nFlags:")
 		fl.PrintDefaults()
 	}
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(fl, args); err != nil {
+		return err
 	}
 	if fl.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fl.Args())

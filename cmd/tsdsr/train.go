@@ -131,11 +131,8 @@ func runTrainPrior(ctx context.Context, args []string) error {
 	valN := fs.Int("val-n", 64, "held-out latents in the validation loss (0: all)")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
 	quiet := fs.Bool("quiet", false, "no progress bars")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *out == "" || *steps <= 0 || *batch <= 0 || *lr <= 0 || fs.NArg() > 0 {
 		fs.Usage()

@@ -93,11 +93,8 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	saveEvery := fs.Int("save-every", 100, "checkpoint period in steps (also at the end and on Ctrl-C)")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *prior == "" || *dataDir == "" || *out == "" || *steps <= 0 || *batch <= 0 || fs.NArg() > 0 {
 		fs.Usage()

@@ -136,11 +136,8 @@ func runUpscale(ctx context.Context, args []string) error {
 		fmt.Fprintln(fl.Output(), "Usage: tsdsr upscale -i IN -o OUT [flags]\n\nIN and OUT are both files or both folders. Alpha, gray and 16-bit inputs keep\ntheir alpha, gray-ness and depth. Exit status 1 if any file failed.\n\nFlags:")
 		fl.PrintDefaults()
 	}
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(fl, args); err != nil {
+		return err
 	}
 	if fl.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q (use -i and -o)", fl.Args())
