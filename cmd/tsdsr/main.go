@@ -53,13 +53,18 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "tsdsr: one-step diffusion super-resolution (TSD-SR) on the CPU")
 	fmt.Fprintln(w, "\nUsage: tsdsr <command> [flags]   (tsdsr <command> -h for its flags)")
 	fmt.Fprintln(w, "\nCommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
+	listCommands(w, commands)
+}
+
+// listCommands prints one line per command, sorted by name.
+func listCommands(w io.Writer, cmds map[string]*command) {
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
 	}
 }
 

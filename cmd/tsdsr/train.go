@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -53,14 +52,7 @@ func runSub(ctx context.Context, cmd string, subs map[string]*command, args []st
 		fmt.Fprintf(w, "tsdsr %s: unknown %s %q\n\n", cmd, cmd, args[0])
 	}
 	fmt.Fprintf(w, "Usage: tsdsr %s <what> [flags]   (tsdsr %s <what> -h for its flags)\n\n", cmd, cmd)
-	names := make([]string, 0, len(subs))
-	for n := range subs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, subs[n].summary)
-	}
+	listCommands(w, subs)
 	if w == os.Stdout {
 		return flag.ErrHelp
 	}
