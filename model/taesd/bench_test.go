@@ -62,13 +62,13 @@ func BenchmarkAutoencoder(b *testing.B) {
 	r.FillNormal(z.Data, 0, 1)
 	b.Run("encode512", func(b *testing.B) {
 		f := flops(encoderLayout, 3, 16, 512, 512)
-		b.ReportMetric(f/1e9, "GFLOP")
 		benchutil.Rate(b, f, func() { e.Forward(x) })
+		b.ReportMetric(f/1e9, "GFLOP")
 	})
 	b.Run("decode512", func(b *testing.B) {
 		f := flops(decoderLayout, 16, 3, 64, 64)
-		b.ReportMetric(f/1e9, "GFLOP")
 		benchutil.Rate(b, f, func() { d.Forward(z) })
+		b.ReportMetric(f/1e9, "GFLOP")
 	})
 	b.Run("decode2048-tiled", func(b *testing.B) {
 		big := tensor.New(1, 16, 256, 256)
