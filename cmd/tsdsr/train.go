@@ -19,6 +19,7 @@ import (
 	"tsdsr/model/taesd"
 	"tsdsr/nn"
 	"tsdsr/rng"
+	"tsdsr/safetensors"
 	"tsdsr/train"
 )
 
@@ -75,6 +76,7 @@ type priorRecipe struct {
 	LogitMean   float64      `json:"logit_mean"`
 	LogitStd    float64      `json:"logit_std"`
 	Cache       cacheInfo    `json:"cache"`
+	Init        string       `json:"init,omitempty"`
 	ValFraction float64      `json:"val_fraction"`
 	ValN        int          `json:"val_n"`
 	ValEvery    int          `json:"val_every"`
@@ -101,6 +103,7 @@ func runTrainPrior(ctx context.Context, args []string) error {
 	}
 	def := train.DefaultPriorOptions()
 	config := fs.String("config", "", "model config JSON (diffusers SD3 keys + context_tokens; default: the built-in small prior)")
+	initFrom := fs.String("init", "", "start from these weights (safetensors, e.g. an earlier run's EMA) with a fresh optimiser")
 	dataDir := fs.String("data", "", "directory of HR photos for the latent cache")
 	cache := fs.String("cache", "", "latent cache file (default OUT/latents.safetensors); built from --data if missing")
 	crop := fs.Int("crop", 256, "HR crop side for a new cache (latents are crop/8)")
@@ -168,7 +171,7 @@ func runTrainPrior(ctx context.Context, args []string) error {
 	recipe := priorRecipe{Model: cfg, Steps: *steps, Batch: *batch, LR: *lr, Warmup: *warmup, WeightDecay: *wd,
 		Clip: *clip, EMA: *ema, LogitMean: *logitMean, LogitStd: *logitStd,
 		Cache:       cacheInfo{Source: c.Source, Crop: c.Crop, Seed: c.Seed, Count: len(c.Photo)},
-		ValFraction: *valFraction, ValN: *valN, ValEvery: *valEvery}
+		ValFraction: *valFraction, ValN: *valN, ValEvery: *valEvery, Init: *initFrom}
 	run, err := train.Open(train.Options{Dir: *out, Seed: *seed, Resume: *resume, Config: recipe})
 	if err != nil {
 		return err
@@ -181,6 +184,17 @@ func runTrainPrior(ctx context.Context, args []string) error {
 	model, err := mmdit.New(cfg, params)
 	if err != nil {
 		return err
+	}
+	if *initFrom != "" {
+		// Overwritten by the checkpoint on --resume; the recipe records the
+		// file so a resumed run continues the same one.
+		f, err := safetensors.Load(*initFrom)
+		if err != nil {
+			return err
+		}
+		if _, err := params.Load(f, true); err != nil {
+			return fmt.Errorf("--init %s: %w", *initFrom, err)
+		}
 	}
 	o := def
 	o.Steps, o.Batch, o.LR, o.Warmup, o.WeightDecay, o.ClipNorm, o.EMADecay = *steps, *batch, *lr, *warmup, *wd, *clip, *ema

@@ -187,3 +187,40 @@ func TestShippedPriorConfig(t *testing.T) {
 		t.Errorf("configs/prior-small.json = %+v, want mmdit.Small() %+v", cfg, mmdit.Small())
 	}
 }
+
+// TestTrainPriorInit continues from saved weights with a fresh optimiser
+// (how a prior trained elsewhere, whose optimiser state stayed behind, is
+// continued), and names the tensor when the weights do not fit.
+func TestTrainPriorInit(t *testing.T) {
+	photos, tmp := trainPhotos(t), t.TempDir()
+	cfg := filepath.Join(tmp, "tiny.json")
+	if err := os.WriteFile(cfg, []byte(tinyPrior), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"--config", cfg, "--data", photos, "--cache", filepath.Join(tmp, "cache.safetensors"), "--crop", "64",
+		"--crops-per-photo", "2", "--steps", "2", "--batch", "2", "--warmup", "1", "--seed", "3", "--quiet"}
+	first := filepath.Join(tmp, "first")
+	if err := runTrainPrior(context.Background(), append(common, "--out", first)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := train.ReadState(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weights := filepath.Join(first, st.Checkpoint, "ema.safetensors")
+	if err := runTrainPrior(context.Background(), append(common, "--out", filepath.Join(tmp, "second"), "--init", weights)); err != nil {
+		t.Fatal(err)
+	}
+	// A checkpoint of another size is refused with the tensor's name.
+	other := strings.Replace(tinyPrior, `"num_layers": 1`, `"num_layers": 2`, 1)
+	cfg2 := filepath.Join(tmp, "tiny2.json")
+	if err := os.WriteFile(cfg2, []byte(other), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := append(append([]string(nil), common...), "--out", filepath.Join(tmp, "third"), "--init", weights)
+	bad[1] = cfg2
+	err = runTrainPrior(context.Background(), bad)
+	if err == nil || !strings.Contains(err.Error(), "transformer_blocks.1") {
+		t.Fatalf("mismatched --init: %v", err)
+	}
+}
