@@ -1,0 +1,31 @@
+package sysmem
+
+import (
+	"bufio"
+	"strings"
+	"testing"
+)
+
+func TestParseMemAvailable(t *testing.T) {
+	in := "MemTotal:       24597684 kB\nMemFree:        22000000 kB\nMemAvailable:   23500000 kB\n"
+	got, ok := parseMemAvailable(bufio.NewScanner(strings.NewReader(in)))
+	if !ok || got != 23500000<<10 {
+		t.Fatalf("got %d, %v", got, ok)
+	}
+	if _, ok := parseMemAvailable(bufio.NewScanner(strings.NewReader("MemTotal: 1 kB\n"))); ok {
+		t.Fatal("no MemAvailable line must report unknown")
+	}
+}
+
+func TestCheck(t *testing.T) {
+	if err := Check(1<<20, "a tiny job", "1 MB"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := Available(); !ok {
+		t.Skip("no /proc/meminfo")
+	}
+	err := Check(1<<60, "SD3-medium", "weights")
+	if err == nil || !strings.Contains(err.Error(), "SD3-medium needs about 1073741824.0 GB of memory (weights); this machine has") {
+		t.Fatalf("err = %v", err)
+	}
+}

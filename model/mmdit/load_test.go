@@ -1,0 +1,116 @@
+package mmdit
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"tsdsr/nn"
+	"tsdsr/rng"
+	"tsdsr/safetensors"
+	"tsdsr/tensor"
+)
+
+// writeDiffusersDir writes m as a diffusers transformer folder in F16:
+// config.json (with diffusers' bookkeeping keys) and two shards with their
+// index, as large checkpoints are published. drop removes tensors from
+// the files and extra adds some.
+func writeDiffusersDir(t *testing.T, m *Model, drop string, extra map[string]*tensor.Tensor) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := map[string]any{}
+	b, _ := json.Marshal(m.Config)
+	json.Unmarshal(b, &cfg)
+	cfg["_class_name"], cfg["_diffusers_version"] = "SD3Transformer2DModel", "0.29.0"
+	b, _ = json.Marshal(cfg)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	shards := []map[string]*tensor.Tensor{{}, {}}
+	index := map[string]string{}
+	for i, p := range m.Params.List() {
+		if p.Name == drop {
+			continue
+		}
+		shards[i%2][p.Name] = p.T
+		index[p.Name] = []string{"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"}[i%2]
+	}
+	for k, v := range extra {
+		shards[0][k] = v
+		index[k] = "model-00001-of-00002.safetensors"
+	}
+	for i, s := range shards {
+		name := []string{"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"}[i]
+		if err := safetensors.Save(filepath.Join(dir, name), s, nil, safetensors.F16); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ = json.Marshal(map[string]any{"metadata": map[string]any{}, "weight_map": index})
+	if err := os.WriteFile(filepath.Join(dir, "diffusion_pytorch_model.safetensors.index.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// sd3Like is tiny() without the learned prompt: SD3 takes its prompt from
+// text encoders (TSD-SR: precomputed embeddings).
+func sd3Like(t *testing.T) *Model {
+	cfg := tiny()
+	cfg.ContextTokens = 0
+	m, err := New(cfg, nn.NewParams(rng.New(4)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomise(m, 5)
+	return m
+}
+
+func TestLoadDirShardedF16(t *testing.T) {
+	m := sd3Like(t)
+	got, err := LoadDir(writeDiffusersDir(t, m, "", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Config != m.Config {
+		t.Fatalf("config %+v, want %+v", got.Config, m.Config)
+	}
+	for _, p := range m.Params.List() {
+		q := got.Params.Get(p.Name)
+		for i, v := range p.T.Data {
+			if want := tensor.F16ToF32(tensor.F32ToF16(v)); q.Data[i] != want {
+				t.Fatalf("%s[%d] = %v, want the F16 value %v", p.Name, i, q.Data[i], want)
+			}
+		}
+	}
+}
+
+func TestLoadDirErrors(t *testing.T) {
+	m := sd3Like(t)
+	if _, err := LoadDir(writeDiffusersDir(t, m, "transformer_blocks.1.attn.to_k.weight", nil)); err == nil ||
+		!strings.Contains(err.Error(), "missing 1 [transformer_blocks.1.attn.to_k.weight]") {
+		t.Errorf("missing tensor: %v", err)
+	}
+	extra := map[string]*tensor.Tensor{"transformer_blocks.0.attn.norm_q.weight": tensor.New(16)}
+	if _, err := LoadDir(writeDiffusersDir(t, m, "", extra)); err == nil ||
+		!strings.Contains(err.Error(), "unexpected 1 [transformer_blocks.0.attn.norm_q.weight]") {
+		t.Errorf("unexpected tensor: %v", err)
+	}
+	bad := map[string]*tensor.Tensor{"proj_out.weight": tensor.New(3, 3)}
+	dir := writeDiffusersDir(t, m, "proj_out.weight", bad)
+	if _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "proj_out.weight (file [3 3]") {
+		t.Errorf("mis-shaped tensor: %v", err)
+	}
+	// SD3.5's config keys are refused, not ignored.
+	dir = writeDiffusersDir(t, m, "", nil)
+	cfgPath := filepath.Join(dir, "config.json")
+	b, _ := os.ReadFile(cfgPath)
+	os.WriteFile(cfgPath, []byte(strings.Replace(string(b), "{", `{"qk_norm":"rms_norm",`, 1)), 0o644)
+	if _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "SD3.5") {
+		t.Errorf("SD3.5 config: %v", err)
+	}
+	if _, err := LoadDir(t.TempDir()); err == nil || !strings.Contains(err.Error(), "config.json") {
+		t.Errorf("empty folder: %v", err)
+	}
+}
