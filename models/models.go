@@ -131,5 +131,5 @@ func oneStep(f *safetensors.File, name string, tile, overlap int) (*sr.OneStep, 
 	if overlap == 0 {
 		overlap = max(tile/8, 2)
 	}
-	return &sr.OneStep{Enc: enc, Dec: dec, Student: student, ModelName: name, Tile: tile, Overlap: overlap}, nil
+	return &sr.OneStep{AE: sr.TAESD{Enc: enc, Dec: dec}, Student: student, ModelName: name, Tile: tile, Overlap: overlap}, nil
 }

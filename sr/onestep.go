@@ -16,22 +16,57 @@ import (
 // SD3's latent space.
 //
 //	x  = bicubic(LR, 4)                     (PyTorch bicubic, clamped)
-//	zL = Encoder(x) * LatentScale           (TAESD3, tiled)
+//	zL = Encode(x) * LatentScale            (TAESD3 or SD3's VAE)
 //	v  = Student(zL, t = 1000)              (latent tiles, Gaussian-blended)
 //	z  = zL - v
-//	y  = Decoder(z / LatentScale)           (tiled)
+//	y  = Decode(z / LatentScale)
 //
 // It is safe for concurrent use: weights are only read.
 type OneStep struct {
-	Enc     *taesd.Encoder
-	Dec     *taesd.Decoder
+	AE      Autoencoder
 	Student *mmdit.Model
+	// Prompt [1, L, joint_attention_dim] and Pooled [1, pooled_dim] are
+	// fixed prompt embeddings (TSD-SR's precomputed default prompt); nil
+	// uses the student's learned prompt.
+	Prompt, Pooled *tensor.Tensor
+	// LatentScale multiplies raw latents before the student (TSD-SR:
+	// 1.5305, no shift); 0 means taesd.LatentScale.
+	LatentScale float32
 	// ModelName is reported by Name.
 	ModelName string
 	// Tile and Overlap are the default latent tiling of the student (in
 	// latent pixels); ModelOptions override them per call.
 	Tile, Overlap int
 }
+
+// Autoencoder maps images to SD3 latents and back: x [1, 3, H, W] in
+// [0, 1] to raw (unscaled) latents [1, 16, H/Factor, W/Factor], and back.
+// Implementations bound their own memory (tiles or bands) and honour ctx.
+type Autoencoder interface {
+	Encode(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error)
+	Decode(ctx context.Context, z *tensor.Tensor) (*tensor.Tensor, error)
+	Factor() int
+}
+
+// TAESD is the Autoencoder of the built-in models: TAESD3, tiled with
+// halos that make tiles exact.
+type TAESD struct {
+	Enc *taesd.Encoder
+	Dec *taesd.Decoder
+}
+
+// Encode encodes tile by tile.
+func (a TAESD) Encode(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	return a.Enc.EncodeTiled(ctx, x, taesd.DefaultEncodeTiling)
+}
+
+// Decode decodes tile by tile.
+func (a TAESD) Decode(ctx context.Context, z *tensor.Tensor) (*tensor.Tensor, error) {
+	return a.Dec.DecodeTiled(ctx, z, taesd.DefaultDecodeTiling)
+}
+
+// Factor is 8.
+func (TAESD) Factor() int { return taesd.Factor }
 
 // Name identifies the model in logs and HTTP headers.
 func (o *OneStep) Name() string { return o.ModelName }
@@ -42,7 +77,7 @@ func (o *OneStep) Scale() int { return 4 }
 // Multiple makes 4x sides multiples of the autoencoder's 8 and the latent
 // a multiple of the transformer's patch.
 func (o *OneStep) Multiple() int {
-	return taesd.Factor * o.Student.Config.PatchSize / 4
+	return o.AE.Factor() * o.Student.Config.PatchSize / 4
 }
 
 // Upscale runs with the default tiling.
@@ -77,17 +112,18 @@ func (o *OneStep) UpscaleWith(ctx context.Context, img *imageio.Image, opts *Mod
 			x.Data[c*w*h+i] = min(max(v, 0), 1)
 		}
 	}
-	zL, err := o.Enc.EncodeTiled(ctx, x, taesd.DefaultEncodeTiling)
+	scale := o.latentScale()
+	zL, err := o.AE.Encode(ctx, x)
 	if err != nil {
 		return nil, err
 	}
-	zL = tensor.Scale(zL, taesd.LatentScale)
+	zL = tensor.Scale(zL, scale)
 	v, err := o.velocity(ctx, zL, tile, overlap)
 	if err != nil {
 		return nil, err
 	}
-	z := tensor.Scale(tensor.Sub(zL, v), 1/taesd.LatentScale)
-	y, err := o.Dec.DecodeTiled(ctx, z, taesd.DefaultDecodeTiling)
+	z := tensor.Scale(tensor.Sub(zL, v), 1/scale)
+	y, err := o.AE.Decode(ctx, z)
 	if err != nil {
 		return nil, err
 	}
@@ -104,12 +140,11 @@ func (o *OneStep) UpscaleWith(ctx context.Context, img *imageio.Image, opts *Mod
 func (o *OneStep) velocity(ctx context.Context, z *tensor.Tensor, tile, overlap int) (*tensor.Tensor, error) {
 	c, hh, ww := z.Shape[1], z.Shape[2], z.Shape[3]
 	p := o.Student.Config.PatchSize
-	t1000 := []float32{1000}
 	if tile <= 0 || (hh <= tile && ww <= tile) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		return o.Student.Velocity(z, t1000), nil
+		return o.predict(z), nil
 	}
 	tile -= tile % p
 	overlap = min(max(overlap, 0), tile-p)
@@ -129,7 +164,7 @@ func (o *OneStep) velocity(ctx context.Context, z *tensor.Tensor, tile, overlap 
 					copy(sub.Data[(ch*th+y)*tw:(ch*th+y+1)*tw], z.Data[(ch*hh+y0+y)*ww+x0:])
 				}
 			}
-			v := o.Student.Velocity(sub, t1000)
+			v := o.predict(sub)
 			gy, gx := gaussian(th), gaussian(tw)
 			for y := 0; y < th; y++ {
 				for x := 0; x < tw; x++ {
@@ -148,6 +183,23 @@ func (o *OneStep) velocity(ctx context.Context, z *tensor.Tensor, tile, overlap 
 		out.Data[i] = float32(v / wsum[i%(hh*ww)])
 	}
 	return out, nil
+}
+
+func (o *OneStep) latentScale() float32 {
+	if o.LatentScale == 0 {
+		return taesd.LatentScale
+	}
+	return o.LatentScale
+}
+
+// predict is the student's velocity at t = 1000 (pure noise level: the LR
+// latent stands in for it), with the fixed prompt when there is one.
+func (o *OneStep) predict(z *tensor.Tensor) *tensor.Tensor {
+	t := []float32{1000}
+	if o.Prompt != nil {
+		return o.Student.Forward(z, t, o.Prompt, o.Pooled)
+	}
+	return o.Student.Velocity(z, t)
 }
 
 // tileStarts covers [0, n) with windows of size tile at the given stride,

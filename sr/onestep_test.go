@@ -32,7 +32,7 @@ func tinyOneStep(t *testing.T, randomWeights bool) *OneStep {
 			r.FillNormal(p.T.Data, 0, 0.05)
 		}
 	}
-	return &OneStep{Enc: enc, Dec: dec, Student: m, ModelName: "tiny", Tile: 8, Overlap: 2}
+	return &OneStep{AE: TAESD{Enc: enc, Dec: dec}, Student: m, ModelName: "tiny", Tile: 8, Overlap: 2}
 }
 
 func sineImage(w, h int) *imageio.Image {

@@ -106,6 +106,7 @@ func runUpscale(ctx context.Context, args []string) error {
 		scale, width, height, threads, tile, tileOverlap int
 		outscale                                         float64
 		maxMemory, colorFix, format, model               string
+		sd3                                              models.SD3Files
 		seed                                             uint64
 	)
 	fl.StringVar(&c.in, "i", "", "input image file or folder (required)")
@@ -128,6 +129,9 @@ func runUpscale(ctx context.Context, args []string) error {
 	fl.BoolVar(&c.skipExisting, "skip-existing", false, "skip inputs whose output exists")
 	fl.BoolVar(&c.overwrite, "overwrite", false, "replace existing outputs (inputs are never overwritten)")
 	fl.StringVar(&model, "model", "", "model: a student checkpoint (.safetensors from tsdsr train distill) or a built-in name (tsdsr models); default: the embedded default model")
+	fl.StringVar(&sd3.SD3, "sd3", "", "run the official TSD-SR model: a diffusers Stable Diffusion 3 folder (transformer/, vae/); needs --lora and --embeds and about 10 GB of RAM")
+	fl.StringVar(&sd3.LoRA, "lora", "", "with --sd3: folder of TSD-SR's LoRA files (transformer.safetensors, vae.safetensors)")
+	fl.StringVar(&sd3.Embeds, "embeds", "", "with --sd3: folder of TSD-SR's prompt embeddings (prompt_embeds.pt, pool_embeds.pt, or .safetensors)")
 	fl.IntVar(&threads, "threads", 0, "worker threads (0 = all cores)")
 	fl.Uint64Var(&seed, "seed", 0, "seed for the model's noise: same input and seed, same bytes")
 	fl.BoolVar(&c.quiet, "quiet", false, "print only errors")
@@ -178,9 +182,25 @@ func runUpscale(ctx context.Context, args []string) error {
 			return fmt.Errorf("--max-memory: %w", err)
 		}
 	}
-	up, err := loadUpscaler(model, scale)
-	if err != nil {
-		return err
+	var up sr.Upscaler
+	switch {
+	case sd3.SD3 == "" && (sd3.LoRA != "" || sd3.Embeds != ""):
+		return errors.New("--lora and --embeds go with --sd3")
+	case sd3.SD3 != "":
+		if model != "" || scale != 4 {
+			return errors.New("--sd3 runs the official 4x TSD-SR model: drop --model and --scale")
+		}
+		if sd3.LoRA == "" || sd3.Embeds == "" {
+			return errors.New("--sd3 needs --lora DIR (TSD-SR's transformer.safetensors) and --embeds DIR (prompt_embeds.pt, pool_embeds.pt)")
+		}
+		sd3.Tile, sd3.Overlap = tile, tileOverlap
+		if up, err = models.LoadSD3(sd3); err != nil {
+			return err
+		}
+	default:
+		if up, err = loadUpscaler(model, scale); err != nil {
+			return err
+		}
 	}
 	if threads > 0 {
 		parallel.SetThreads(threads)
