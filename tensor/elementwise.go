@@ -153,6 +153,10 @@ func expf(x float32) float32 {
 	return p * math.Float32frombits(uint32(ni+127)<<23)
 }
 
+// Expf is expf for packages that fuse exponentials into their own loops
+// (the SD3 VAE's GroupNorm+SiLU), with the same results as SiLU here.
+func Expf(x float32) float32 { return expf(x) }
+
 // tanhf is a float32 tanh (Cephes tanhf, relative error ~1e-7): an odd
 // polynomial for |x| < 0.625, where 1 - 2/(e^2x + 1) would cancel, that
 // formula above.

@@ -287,12 +287,7 @@ func (u *unpickler) step(op byte) (done bool, err error) {
 		}
 		u.push(int64(v))
 	case opLong1, opLong4:
-		var n uint64
-		if op == opLong1 {
-			n, err = u.uint(1)
-		} else {
-			n, err = u.uint(4)
-		}
+		n, err := u.uint(argWidth[op])
 		if err != nil {
 			return false, err
 		}
@@ -318,19 +313,9 @@ func (u *unpickler) step(op byte) (done bool, err error) {
 	case opNewfalse:
 		u.push(false)
 	case opBinunicode, opShortBinunicode, opBinunicode8, opShortBinstring, opBinstring:
-		var n uint64
-		switch op {
-		case opShortBinunicode, opShortBinstring:
-			n, err = u.uint(1)
-		case opBinunicode8:
-			n, err = u.uint(8)
-		case opBinstring:
-			n, err = u.uint(4)
-			if err == nil && int32(uint32(n)) < 0 {
-				err = errors.New("negative BINSTRING length")
-			}
-		default:
-			n, err = u.uint(4)
+		n, err := u.uint(argWidth[op])
+		if err == nil && op == opBinstring && int32(uint32(n)) < 0 {
+			err = errors.New("negative BINSTRING length")
 		}
 		if err != nil {
 			return false, err
@@ -345,15 +330,7 @@ func (u *unpickler) step(op byte) (done bool, err error) {
 		}
 		u.push(string(b))
 	case opBinbytes, opShortBinbytes, opBinbytes8:
-		var n uint64
-		switch op {
-		case opShortBinbytes:
-			n, err = u.uint(1)
-		case opBinbytes8:
-			n, err = u.uint(8)
-		default:
-			n, err = u.uint(4)
-		}
+		n, err := u.uint(argWidth[op])
 		if err != nil {
 			return false, err
 		}
@@ -428,14 +405,9 @@ func (u *unpickler) step(op byte) (done bool, err error) {
 			}
 		}
 	case opBinput, opLongBinput, opMemoize:
-		var idx uint64
-		switch op {
-		case opBinput:
-			idx, err = u.uint(1)
-		case opLongBinput:
-			idx, err = u.uint(4)
-		default:
-			idx = uint64(len(u.memo))
+		idx := uint64(len(u.memo))
+		if op != opMemoize {
+			idx, err = u.uint(argWidth[op])
 		}
 		if err != nil {
 			return false, err
@@ -445,12 +417,7 @@ func (u *unpickler) step(op byte) (done bool, err error) {
 		}
 		u.memo[int(idx)] = u.stack[len(u.stack)-1]
 	case opBinget, opLongBinget:
-		var idx uint64
-		if op == opBinget {
-			idx, err = u.uint(1)
-		} else {
-			idx, err = u.uint(4)
-		}
+		idx, err := u.uint(argWidth[op])
 		if err != nil {
 			return false, err
 		}
@@ -602,6 +569,15 @@ func (u *unpickler) bytes(n uint64) ([]byte, error) {
 }
 
 // uint reads an n-byte little-endian unsigned integer.
+// argWidth is the byte width of the little-endian length or memo index
+// that follows these opcodes.
+var argWidth = map[byte]int{
+	opLong1: 1, opLong4: 4,
+	opShortBinunicode: 1, opShortBinstring: 1, opBinunicode: 4, opBinstring: 4, opBinunicode8: 8,
+	opShortBinbytes: 1, opBinbytes: 4, opBinbytes8: 8,
+	opBinput: 1, opLongBinput: 4, opBinget: 1, opLongBinget: 4,
+}
+
 func (u *unpickler) uint(n int) (uint64, error) {
 	b, err := u.bytes(uint64(n))
 	if err != nil {

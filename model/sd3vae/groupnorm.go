@@ -164,34 +164,10 @@ func stats(l *nn.GroupNorm, x *tensor.Tensor) (a, b []float32) {
 // sigmoid is 1/(1+e^-x) without overflow for either sign (as tensor's).
 func sigmoid(x float32) float32 {
 	if x >= 0 {
-		return 1 / (1 + expf(-x))
+		return 1 / (1 + tensor.Expf(-x))
 	}
-	e := expf(x)
+	e := tensor.Expf(x)
 	return e / (1 + e)
-}
-
-// expf is the float32 e^x of package tensor (Cephes expf, about 1 ulp),
-// repeated here so that SiLU can be fused into the normalisation loops.
-func expf(x float32) float32 {
-	switch {
-	case x != x:
-		return x
-	case x > 88.72284:
-		return float32(math.Inf(1))
-	case x < -87.33654:
-		return 0
-	}
-	n := float32(math.Floor(float64(x*1.44269504088896341 + 0.5)))
-	r := x - n*0.693359375 + n*2.12194440e-4
-	z := r * r
-	p := ((((1.9875691500e-4*r+1.3981999507e-3)*r+8.3334519073e-3)*r+4.1665795894e-2)*r+1.6666665459e-1)*r + 5.0000001201e-1
-	p = p*z + r + 1
-	ni := int32(n)
-	if ni > 126 || ni < -125 {
-		h := ni / 2
-		return p * math.Float32frombits(uint32(h+127)<<23) * math.Float32frombits(uint32(ni-h+127)<<23)
-	}
-	return p * math.Float32frombits(uint32(ni+127)<<23)
 }
 
 // feed is a convolution's input computed on the fly from a stored
