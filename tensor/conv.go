@@ -30,7 +30,8 @@ var (
 // parallel; 1x1 stride-1 convolutions multiply the image directly. Backward
 // recomputes the columns instead of keeping them: dW = g x cols^T,
 // db = sum of g, and dx = col2im(W^T x g), or for stride 1 the transposed
-// convolution of g run by the forward path.
+// convolution of g run by the forward path. When no gradient is recorded,
+// 3x3 stride-1 convolutions run in Winograd form instead (winograd.go).
 func Conv2d(x, w, b *Tensor, stride, padding int) *Tensor {
 	if x.Dim() != 4 || w.Dim() != 4 || x.Shape[1] != w.Shape[1] {
 		panic(fmt.Sprintf("tensor.Conv2d: x %v and w %v: want x [N, Cin, H, W], w [Cout, Cin, kh, kw]", x.Shape, w.Shape))
@@ -55,7 +56,11 @@ func Conv2d(x, w, b *Tensor, stride, padding int) *Tensor {
 	if b != nil {
 		bias = b.Data
 	}
-	g.forward(x.Data, w.Data, bias, out.Data)
+	if g.winograd() && !recording(x, w, b) {
+		g.winogradForward(x.Data, w.Data, bias, out.Data)
+	} else {
+		g.forward(x.Data, w.Data, bias, out.Data)
+	}
 	return record(out, func(gr *Tensor) {
 		if b != nil && b.requiresGrad {
 			b.accumulateOwned(g.biasGrad(gr.Data)) // [Cout]
