@@ -13,6 +13,7 @@ package sr
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -131,6 +132,7 @@ func BenchmarkSD3Medium(b *testing.B) {
 		b.Skip(err)
 	}
 	defer tensor.NoGrad()()
+	defer debug.SetGCPercent(debug.SetGCPercent(20)) // as models.LoadSD3 does
 	t0 := time.Now()
 	tr, err := mmdit.New(mmdit.SD3Medium(), nn.NewParams(rng.New(1)))
 	if err != nil {
