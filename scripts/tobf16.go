@@ -1,9 +1,9 @@
 //go:build ignore
 
-// Tobf16 re-saves a student checkpoint of `tsdsr train distill` (merged
-// float32 weights, config in the metadata) in BF16, as the built-in models
-// under models/weights are stored: half the size, and the upscaler computes
-// in float32 either way. Run from the repository root:
+// Tobf16 re-saves a safetensors checkpoint in BF16, keeping its metadata
+// (a student's config, an EMA's decay), as the shipped weights are stored:
+// half the size, and tsdsr computes in float32 either way. Run from the
+// repository root:
 //
 //	go run scripts/tobf16.go out/run/student.safetensors models/weights/NAME.safetensors
 package main
@@ -12,8 +12,8 @@ import (
 	"fmt"
 	"os"
 
-	"tsdsr/model/mmdit"
 	"tsdsr/safetensors"
+	"tsdsr/tensor"
 )
 
 func main() {
@@ -21,15 +21,22 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: go run scripts/tobf16.go IN OUT")
 		os.Exit(2)
 	}
-	f, err := safetensors.Load(os.Args[1])
-	if err == nil {
-		var m *mmdit.Model
-		if m, err = mmdit.Load(f); err == nil {
-			err = m.Save(os.Args[2], safetensors.BF16, map[string]string{"format": "pt", "model": "tsdsr-student"})
-		}
-	}
-	if err != nil {
+	if err := convert(os.Args[1], os.Args[2]); err != nil {
 		fmt.Fprintln(os.Stderr, "tobf16:", err)
 		os.Exit(1)
 	}
+}
+
+func convert(in, out string) error {
+	f, err := safetensors.Load(in)
+	if err != nil {
+		return err
+	}
+	ts := map[string]*tensor.Tensor{}
+	for _, name := range f.Names() {
+		if ts[name], err = f.Tensor(name); err != nil {
+			return err
+		}
+	}
+	return safetensors.Save(out, ts, f.Metadata, safetensors.BF16)
 }
