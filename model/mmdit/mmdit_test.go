@@ -1,15 +1,13 @@
 package mmdit
 
 import (
-	"bufio"
 	"fmt"
 	"math"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 
 	"tsdsr/nn"
+	"tsdsr/nn/nntest"
 	"tsdsr/rng"
 	"tsdsr/safetensors"
 	"tsdsr/tensor"
@@ -47,47 +45,13 @@ func TestSD3MediumKeys(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates 8 GB of (untouched) virtual memory")
 	}
-	f, err := os.Open("testdata/sd3_medium_transformer.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	want := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || line == "" {
-			continue
-		}
-		name, shape, _ := strings.Cut(line, " ")
-		want[name] = shape
-	}
 	m, err := New(SD3Medium(), nn.NewParams(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]string{}
-	total := 0
-	for _, p := range m.Params.List() {
-		s := make([]string, len(p.T.Shape))
-		for i, d := range p.T.Shape {
-			s[i] = strconv.Itoa(d)
-		}
-		got[p.Name] = strings.Join(s, ",")
-		total += p.T.Numel()
-	}
-	for name, shape := range want {
-		if got[name] != shape {
-			t.Errorf("%s: shape %q, want %q", name, got[name], shape)
-		}
-	}
-	for name := range got {
-		if _, ok := want[name]; !ok {
-			t.Errorf("unexpected parameter %s", name)
-		}
-	}
-	if total != 2028328000 {
-		t.Errorf("%d parameters, want 2028328000", total)
+	_, params := nntest.CheckKeyTable(t, m.Params, "testdata/sd3_medium_transformer.txt")
+	if n := m.Params.Count(); params != 2028328000 || n != params {
+		t.Errorf("%d parameters (table %d), want 2028328000", n, params)
 	}
 }
 

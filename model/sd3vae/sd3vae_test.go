@@ -1,7 +1,6 @@
 package sd3vae
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 	"testing"
 
 	"tsdsr/nn"
+	"tsdsr/nn/nntest"
 	"tsdsr/rng"
 	"tsdsr/safetensors"
 	"tsdsr/tensor"
@@ -31,55 +31,13 @@ const sd3Params = 83819683
 // names and shapes, listed in testdata from diffusers' AutoencoderKL
 // structure independently of this package's code.
 func TestSD3Keys(t *testing.T) {
-	f, err := os.Open("testdata/sd3_medium_vae_keys.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	want := map[string]string{}
-	total := 0
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		name, shape, _ := strings.Cut(line, " ")
-		want[name] = shape
-		n := 1
-		for _, d := range strings.Split(shape, ",") {
-			v, err := strconv.Atoi(d)
-			if err != nil {
-				t.Fatalf("bad line %q", line)
-			}
-			n *= v
-		}
-		total += n
-	}
-	if total != sd3Params || len(want) != 244 {
-		t.Fatalf("table: %d tensors, %d parameters; want 244, %d", len(want), total, sd3Params)
-	}
 	v, err := New(SD3(), nn.NewParams(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]string{}
-	for _, p := range v.Params.List() {
-		s := make([]string, len(p.T.Shape))
-		for i, d := range p.T.Shape {
-			s[i] = strconv.Itoa(d)
-		}
-		got[p.Name] = strings.Join(s, ",")
-	}
-	for name, shape := range want {
-		if got[name] != shape {
-			t.Errorf("%s: shape %q, want %q", name, got[name], shape)
-		}
-	}
-	for name := range got {
-		if _, ok := want[name]; !ok {
-			t.Errorf("unexpected parameter %s", name)
-		}
+	tensors, params := nntest.CheckKeyTable(t, v.Params, "testdata/sd3_medium_vae_keys.txt")
+	if tensors != 244 || params != sd3Params {
+		t.Fatalf("table: %d tensors, %d parameters; want 244, %d", tensors, params, sd3Params)
 	}
 	if n := v.Params.Count(); n != sd3Params {
 		t.Errorf("%d parameters, want %d", n, sd3Params)
