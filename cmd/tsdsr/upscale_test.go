@@ -256,6 +256,10 @@ func TestUpscaleRejectsBadFlags(t *testing.T) {
 		{"--quality", "0"},
 		{"--max-memory", "lots"},
 		{"--skip-existing", "--overwrite"},
+		{"--lora", dir},                                // without --sd3
+		{"--sd3", dir},                                 // without --lora/--embeds
+		{"--sd3", dir, "--lora", dir, "--embeds", dir}, // not an SD3 folder
+		{"--sd3", dir, "--lora", dir, "--embeds", dir, "--model", "bicubic"},
 	} {
 		err := runUpscale(context.Background(), append([]string{"-i", in, "-o", filepath.Join(dir, "o.png"), "--quiet"}, args...))
 		if err == nil {
