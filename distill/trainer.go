@@ -33,13 +33,25 @@ type Trainer struct {
 // becomes the frozen teacher, the student and the fake score are copies
 // of it with their adapters attached (B = 0, so both start equal to it).
 func NewTrainer(cfg Config, prior *mmdit.Model) (*Trainer, error) {
+	return NewTrainerFrom(cfg, prior, prior)
+}
+
+// NewTrainerFrom is NewTrainer with the student starting from start (a
+// student trained earlier, e.g. by latent regression alone) instead of the
+// prior; the teacher and the fake score are still the prior. Starting the
+// score distillation from a student that already reconstructs the HR latent
+// keeps it near the data while the score terms add detail (MODELS.md).
+func NewTrainerFrom(cfg Config, prior, start *mmdit.Model) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if start.Config != prior.Config {
+		return nil, fmt.Errorf("distill: the student's starting model is not shaped like the prior (%+v vs %+v)", start.Config, prior.Config)
 	}
 	t := &Trainer{Config: cfg, Schedule: flow.SD3(), Teacher: prior}
 	prior.Params.Freeze()
 	var err error
-	if t.Student, err = Clone(prior); err != nil {
+	if t.Student, err = Clone(start); err != nil {
 		return nil, err
 	}
 	fixed := func(n string) bool { return n == "prompt_embeds" || n == "pooled_prompt_embeds" }

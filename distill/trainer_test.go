@@ -283,3 +283,33 @@ func TestLoadPriorRunDir(t *testing.T) {
 		sameParams(t, path, prior.Params.List(), got.Params.List())
 	}
 }
+
+// TestTrainerFrom: the student starts from the given model while the teacher
+// and the fake score stay the prior; a start of another shape is refused.
+func TestTrainerFrom(t *testing.T) {
+	prior, start := tinyPrior(t), tinyPrior(t)
+	r := rng.New(5)
+	for _, p := range start.Params.List() {
+		r.FillNormal(p.T.Data, 0, 0.15)
+	}
+	cfg := tinyRecipe()
+	cfg.FullFinetune = true
+	tr, err := NewTrainerFrom(cfg, prior, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameParams(t, "student vs start", start.Params.List(), tr.Student.Params.List())
+	sameParams(t, "teacher vs prior", tinyPrior(t).Params.List(), tr.Teacher.Params.List())
+	fake := tr.Fake.Params.Filter(func(n string) bool { return !nn.IsLoRA(n) })
+	sameParams(t, "fake base vs prior", tinyPrior(t).Params.List(), fake)
+
+	other := tinyConfig()
+	other.NumLayers = 1
+	m, err := mmdit.New(other, nn.NewParams(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewTrainerFrom(cfg, tinyPrior(t), m); err == nil || !strings.Contains(err.Error(), "not shaped like the prior") {
+		t.Errorf("start of another shape: err = %v", err)
+	}
+}

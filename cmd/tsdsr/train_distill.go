@@ -36,6 +36,7 @@ type distillRecipe struct {
 	Model   mmdit.Config   `json:"model"`
 	Batch   int            `json:"batch"`
 	Size    int            `json:"size"`
+	Init    string         `json:"init,omitempty"`
 }
 
 // distillLoaderSeed decorrelates the data stream from the training draws:
@@ -62,7 +63,8 @@ func runTrainDistill(ctx context.Context, args []string) error {
 		fmt.Fprintln(w, "stand-in for TSD-SR's LPIPS, whose ImageNet backbone is not available.")
 		fmt.Fprintln(w, "\n--prior is a run directory of `tsdsr train prior` (EMA weights when present), a diffusers")
 		fmt.Fprintln(w, "directory (config.json + diffusion_pytorch_model.safetensors) or a safetensors file with its")
-		fmt.Fprintln(w, "config in the metadata or a config.json beside it.")
+		fmt.Fprintln(w, "config in the metadata or a config.json beside it. --init starts the student from an earlier")
+		fmt.Fprintln(w, "student (two-stage training: --reg none first, then score distillation from it).")
 		fmt.Fprintln(w, "\nOUT gets student.safetensors (merged weights, config in the metadata: what the upscaler")
 		fmt.Fprintln(w, "loads), checkpoints/, state.json, metrics.jsonl, loss.csv, loss.png and train.log. Ctrl-C saves")
 		fmt.Fprint(w, "a checkpoint; --resume continues bit for bit.\n\n")
@@ -70,6 +72,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	}
 	def := distill.DefaultConfig()
 	prior := fs.String("prior", "", "`path` of the prior: run directory, diffusers directory or safetensors file (see above)")
+	init := fs.String("init", "", "start the student from this `student.safetensors` (e.g. a --reg none run) instead of the prior")
 	dataDir := fs.String("data", "", "directory of HR photos")
 	out := fs.String("out", "", "run directory")
 	steps := fs.Int("steps", 2000, "student steps (each followed by one fake-score step)")
@@ -123,7 +126,13 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	if mc.ContextTokens == 0 {
 		return errors.New("prior: the model has no learned prompt (context_tokens = 0)")
 	}
-	tr, err := distill.NewTrainer(cfg, model)
+	from := model
+	if *init != "" {
+		if from, err = distill.LoadStudent(*init); err != nil {
+			return fmt.Errorf("--init: %w", err)
+		}
+	}
+	tr, err := distill.NewTrainerFrom(cfg, model, from)
 	if err != nil {
 		return err
 	}
@@ -136,7 +145,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	}
 
 	run, err := train.Open(train.Options{Dir: *out, Seed: *seed, Resume: *resume,
-		Config: distillRecipe{Distill: cfg, Model: mc, Batch: *batch, Size: *size}})
+		Config: distillRecipe{Distill: cfg, Model: mc, Batch: *batch, Size: *size, Init: *init}})
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"tsdsr/distill"
@@ -160,5 +161,32 @@ func TestTrainDistill(t *testing.T) {
 	args[5] = out
 	if err := runTrainDistill(context.Background(), append(args, "--resume", "--lambda", "0.5")); err == nil {
 		t.Error("resume with another lambda was accepted")
+	}
+}
+
+// TestTrainDistillInit: --init starts the student from an earlier student
+// (here the regression-only run's) and is part of the recipe; a missing
+// file is a clear error.
+func TestTrainDistillInit(t *testing.T) {
+	prior, photos := distillFixture(t)
+	dir := t.TempDir()
+	base := []string{"--prior", prior, "--data", photos, "--steps", "1", "--batch", "1", "--size", "64",
+		"--lora-rank", "4", "--fake-rank", "2", "--warmup", "0", "--lr", "1e-2", "--seed", "3", "--quiet", "--threads", "2"}
+	first := filepath.Join(dir, "mse")
+	if err := runTrainDistill(context.Background(), append(base, "--out", first, "--reg", "none")); err != nil {
+		t.Fatal(err)
+	}
+	init := filepath.Join(first, "student.safetensors")
+	second := filepath.Join(dir, "tsd")
+	if err := runTrainDistill(context.Background(), append(base, "--out", second, "--init", init, "--dasm=false")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.ReadFile(filepath.Join(second, "state.json"))
+	if err != nil || !strings.Contains(string(st), init) {
+		t.Errorf("state.json does not record --init %s: %v", init, err)
+	}
+	err = runTrainDistill(context.Background(), append(base, "--out", filepath.Join(dir, "x"), "--init", filepath.Join(dir, "nope.safetensors")))
+	if err == nil || !strings.Contains(err.Error(), "--init") {
+		t.Errorf("missing --init file: err = %v", err)
 	}
 }
