@@ -313,3 +313,40 @@ func TestTrainerFrom(t *testing.T) {
 		t.Errorf("start of another shape: err = %v", err)
 	}
 }
+
+// TestInterpolate: alpha 0 and 1 give the end points exactly, 0.5 the
+// mean; other shapes and alphas outside [0, 1] are refused.
+func TestInterpolate(t *testing.T) {
+	a, b := tinyPrior(t), tinyPrior(t)
+	r := rng.New(8)
+	for _, p := range b.Params.List() {
+		r.FillNormal(p.T.Data, 0, 0.15)
+	}
+	m0, err := Interpolate(a, b, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameParams(t, "alpha 0", a.Params.List(), m0.Params.List())
+	m1, _ := Interpolate(a, b, 1)
+	sameParams(t, "alpha 1", b.Params.List(), m1.Params.List())
+	mh, _ := Interpolate(a, b, 0.5)
+	pa, pb, ph := a.Params.List(), b.Params.List(), mh.Params.List()
+	for i := range ph {
+		for j, v := range ph[i].T.Data {
+			if want := 0.5*pa[i].T.Data[j] + 0.5*pb[i].T.Data[j]; math.Abs(float64(v-want)) > 1e-6 {
+				t.Fatalf("%s[%d] = %v, want %v", ph[i].Name, j, v, want)
+			}
+		}
+	}
+	for _, alpha := range []float64{-0.1, 1.5, math.NaN()} {
+		if _, err := Interpolate(a, b, alpha); err == nil {
+			t.Errorf("alpha %v accepted", alpha)
+		}
+	}
+	other := tinyConfig()
+	other.NumLayers = 1
+	c, _ := mmdit.New(other, nn.NewParams(nil))
+	if _, err := Interpolate(a, c, 0.5); err == nil || !strings.Contains(err.Error(), "differ in shape") {
+		t.Errorf("other shape: err = %v", err)
+	}
+}
