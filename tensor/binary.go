@@ -2,7 +2,6 @@ package tensor
 
 import (
 	"fmt"
-	"sync"
 
 	"tsdsr/internal/parallel"
 )
@@ -139,10 +138,9 @@ func binaryGrad(op binOp, forB bool, p *bcastPlan, g []float32, a, b *Tensor) []
 		ss = ys
 	}
 	// A broadcast input receives several rows' sums in the same place, so
-	// parallel chunks add into private buffers merged under a lock.
+	// parallel chunks add into private buffers merged in row order.
 	shared := len(self.Data) != p.rows*n
-	var mu sync.Mutex
-	parallel.For(p.rows, max(1, elemGrain/max(1, n)), func(lo, hi int) {
+	parallel.Reduce(p.rows, max(1, elemGrain/max(1, n)), func(lo, hi int) []float32 {
 		dst := res
 		if shared {
 			dst = make([]float32, len(res))
@@ -193,12 +191,13 @@ func binaryGrad(op binOp, forB bool, p *bcastPlan, g []float32, a, b *Tensor) []
 				dst[o] += s
 			}
 		}
-		if shared {
-			mu.Lock()
-			for i, v := range dst {
-				res[i] += v
-			}
-			mu.Unlock()
+		if !shared {
+			return nil
+		}
+		return dst
+	}, func(dst []float32) {
+		for i, v := range dst {
+			res[i] += v
 		}
 	})
 	return res

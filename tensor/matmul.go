@@ -3,7 +3,6 @@ package tensor
 import (
 	"fmt"
 	"slices"
-	"sync"
 
 	"tsdsr/internal/gemm"
 	"tsdsr/internal/parallel"
@@ -126,19 +125,18 @@ func Linear(x, w, b *Tensor) *Tensor {
 // partial sums per parallel chunk.
 func colSum(d []float32, rows, cols int) []float32 {
 	acc := make([]float64, cols)
-	var mu sync.Mutex
-	parallel.For(rows, max(1, elemGrain/max(1, cols)), func(lo, hi int) {
+	parallel.Reduce(rows, max(1, elemGrain/max(1, cols)), func(lo, hi int) []float64 {
 		p := make([]float64, cols)
 		for r := lo; r < hi; r++ {
 			for j, v := range d[r*cols : (r+1)*cols] {
 				p[j] += float64(v)
 			}
 		}
-		mu.Lock()
+		return p
+	}, func(p []float64) {
 		for j, v := range p {
 			acc[j] += v
 		}
-		mu.Unlock()
 	})
 	return toF32(acc)
 }

@@ -3,7 +3,6 @@ package tensor
 import (
 	"fmt"
 	"math"
-	"sync"
 
 	"tsdsr/internal/parallel"
 )
@@ -89,7 +88,6 @@ func lastDimNorm(op string, x, weight, bias *Tensor, eps float32, center bool) *
 		}
 		needW := weight != nil && weight.requiresGrad
 		needB := bias != nil && bias.requiresGrad
-		var mu sync.Mutex
 		var dw, db []float64
 		if needW {
 			dw = make([]float64, d)
@@ -97,7 +95,8 @@ func lastDimNorm(op string, x, weight, bias *Tensor, eps float32, center bool) *
 		if needB {
 			db = make([]float64, d)
 		}
-		parallel.For(rows, grain, func(lo, hi int) {
+		type partial struct{ w, b []float64 }
+		parallel.Reduce(rows, grain, func(lo, hi int) partial {
 			gh := make([]float32, d)
 			var pw, pb []float64
 			if needW {
@@ -144,15 +143,13 @@ func lastDimNorm(op string, x, weight, bias *Tensor, eps float32, center bool) *
 					dx[i] = rf * (v - a - (xr[i]-mf)*rf*b)
 				}
 			}
-			if needW || needB {
-				mu.Lock()
-				for i := range pw {
-					dw[i] += pw[i]
-				}
-				for i := range pb {
-					db[i] += pb[i]
-				}
-				mu.Unlock()
+			return partial{pw, pb}
+		}, func(p partial) {
+			for i, v := range p.w {
+				dw[i] += v
+			}
+			for i, v := range p.b {
+				db[i] += v
 			}
 		})
 		if gx != nil {

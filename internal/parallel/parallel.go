@@ -8,6 +8,7 @@ package parallel
 import (
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -71,4 +72,28 @@ func For(n, grain int, fn func(lo, hi int)) {
 		}()
 	}
 	wg.Wait()
+}
+
+// Reduce is For for reductions: fn returns the partial result of its range,
+// and merge receives the partials in range order once every chunk is done.
+// Merging in completion order instead would make floating-point sums (and
+// so training runs) depend on thread scheduling; in range order the result
+// depends only on n, grain and Threads().
+func Reduce[T any](n, grain int, fn func(lo, hi int) T, merge func(T)) {
+	type part struct {
+		lo int
+		v  T
+	}
+	var mu sync.Mutex
+	var parts []part
+	For(n, grain, func(lo, hi int) {
+		v := fn(lo, hi)
+		mu.Lock()
+		parts = append(parts, part{lo, v})
+		mu.Unlock()
+	})
+	slices.SortFunc(parts, func(a, b part) int { return a.lo - b.lo })
+	for _, p := range parts {
+		merge(p.v)
+	}
 }

@@ -24,3 +24,38 @@ func TestForCoversEachIndexOnce(t *testing.T) {
 		SetThreads(old)
 	}
 }
+
+// TestReduceMergesInRangeOrder: merge sees the partials in range order
+// whatever the scheduling, so a float32 sum is the same bits every run.
+func TestReduceMergesInRangeOrder(t *testing.T) {
+	old := SetThreads(4)
+	defer SetThreads(old)
+	x := make([]float32, 100000)
+	for i := range x {
+		x[i] = float32(i%997) * 1.0001e-3 * float32(1+i%3)
+	}
+	sum := func() (s float32, los []int) {
+		Reduce(len(x), 1000, func(lo, hi int) [2]float32 {
+			var p float32
+			for _, v := range x[lo:hi] {
+				p += v
+			}
+			return [2]float32{float32(lo), p}
+		}, func(p [2]float32) {
+			los = append(los, int(p[0]))
+			s += p[1]
+		})
+		return s, los
+	}
+	want, los := sum()
+	for i := 1; i < len(los); i++ {
+		if los[i] <= los[i-1] {
+			t.Fatalf("merge order %v", los)
+		}
+	}
+	for range 50 {
+		if got, _ := sum(); got != want {
+			t.Fatalf("sum %v, then %v", want, got)
+		}
+	}
+}
