@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,32 +52,22 @@ func read(t *testing.T, path string) *imageio.Image {
 // TestUpscaleFolderEdgeCases runs one batch over the awkward inputs: 16-bit
 // RGBA, 8-bit RGBA, gray PNG, gray JPEG, 1x1, 7x13 and a truncated JPEG.
 // The truncated file must fail alone and the exit status must say so.
-func TestUpscaleFolderEdgeCases(t *testing.T) {
-	in, out := t.TempDir(), filepath.Join(t.TempDir(), "out")
-	copyEdgeCase(t, "tree_alpha_16bit.png", in)
-	copyEdgeCase(t, "children-alpha.png", in)
-	copyEdgeCase(t, "00017_gray.png", in)
-	copyEdgeCase(t, "wolf_gray.jpg", in)
-	writePNG(t, filepath.Join(in, "one.png"), 1, 1)
-	writePNG(t, filepath.Join(in, "odd.png"), 7, 13)
-	jpg, _ := os.ReadFile(filepath.Join(in, "wolf_gray.jpg"))
-	os.WriteFile(filepath.Join(in, "truncated.jpg"), jpg[:len(jpg)/3], 0o644)
+// edgeCase is an expected output of an edge-case batch.
+type edgeCase struct {
+	name                  string
+	w, h, channels, depth int
+	alpha                 bool
+}
 
-	err := runUpscale(context.Background(), []string{"-i", in, "-o", out, "--quiet", "--color-fix", "adain"})
-	if err == nil || !strings.Contains(err.Error(), "1 failed of 7") {
+// upscaleBatch upscales the folder in with args and checks that exactly
+// the truncated file failed, that every case has its expected output and
+// that nothing else (no partial or temporary file) was written.
+func upscaleBatch(t *testing.T, in string, args []string, cases []edgeCase) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "out")
+	err := runUpscale(context.Background(), append([]string{"-i", in, "-o", out, "--quiet"}, args...))
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("1 failed of %d", len(cases)+1)) {
 		t.Fatalf("want exactly the truncated file to fail, got %v", err)
-	}
-	cases := []struct {
-		name                  string
-		w, h, channels, depth int
-		alpha                 bool
-	}{
-		{"tree_alpha_16bit.png", 1368, 1024, 3, 16, true},
-		{"children-alpha.png", 2264, 1400, 3, 8, true},
-		{"00017_gray.png", 2000, 1404, 1, 8, false},
-		{"wolf_gray.jpg", 944, 944, 1, 8, false},
-		{"one.png", 4, 4, 3, 8, false},
-		{"odd.png", 28, 52, 3, 8, false},
 	}
 	for _, c := range cases {
 		m := read(t, filepath.Join(out, c.name))
@@ -85,7 +76,6 @@ func TestUpscaleFolderEdgeCases(t *testing.T) {
 				m.Width, m.Height, m.Channels, m.BitDepth, m.Alpha != nil, c.w, c.h, c.channels, c.depth, c.alpha)
 		}
 	}
-	// Nothing else: no output for the truncated file, no temporary files.
 	entries, _ := os.ReadDir(out)
 	if len(entries) != len(cases) {
 		var names []string
@@ -94,6 +84,55 @@ func TestUpscaleFolderEdgeCases(t *testing.T) {
 		}
 		t.Errorf("output folder holds %v", names)
 	}
+}
+
+// TestUpscaleFolderEdgeCases runs the real-world edge cases of ../shared
+// (megapixel RGBA 16-bit, RGBA, gray PNG and JPEG) through the pipeline
+// with the bicubic model, whose cost does not hide the format handling,
+// and then small images of the same kinds plus 1x1 and 7x13 through the
+// default student: alpha, gray and 16-bit survive both, and a truncated
+// file fails alone.
+func TestUpscaleFolderEdgeCases(t *testing.T) {
+	in := t.TempDir()
+	copyEdgeCase(t, "tree_alpha_16bit.png", in)
+	copyEdgeCase(t, "children-alpha.png", in)
+	copyEdgeCase(t, "00017_gray.png", in)
+	copyEdgeCase(t, "wolf_gray.jpg", in)
+	jpg, _ := os.ReadFile(filepath.Join(in, "wolf_gray.jpg"))
+	os.WriteFile(filepath.Join(in, "truncated.jpg"), jpg[:len(jpg)/3], 0o644)
+	upscaleBatch(t, in, []string{"--model", "bicubic"}, []edgeCase{
+		{"tree_alpha_16bit.png", 1368, 1024, 3, 16, true},
+		{"children-alpha.png", 2264, 1400, 3, 8, true},
+		{"00017_gray.png", 2000, 1404, 1, 8, false},
+		{"wolf_gray.jpg", 944, 944, 1, 8, false},
+	})
+
+	small := t.TempDir()
+	rgba := imageio.NewImage(30, 22, 3)
+	rgba.BitDepth, rgba.Alpha = 16, make([]float32, 30*22)
+	gray := imageio.NewImage(21, 17, 1)
+	for _, m := range []*imageio.Image{rgba, gray} {
+		for i := range m.Pix {
+			m.Pix[i] = float32(i%23) / 22
+		}
+	}
+	for i := range rgba.Alpha {
+		rgba.Alpha[i] = float32(i%30) / 29
+	}
+	for name, m := range map[string]*imageio.Image{"rgba16.png": rgba, "gray.png": gray} {
+		if err := imageio.WriteFile(filepath.Join(small, name), m, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writePNG(t, filepath.Join(small, "one.png"), 1, 1)
+	writePNG(t, filepath.Join(small, "odd.png"), 7, 13)
+	os.WriteFile(filepath.Join(small, "truncated.jpg"), jpg[:len(jpg)/3], 0o644)
+	upscaleBatch(t, small, []string{"--color-fix", "adain"}, []edgeCase{
+		{"rgba16.png", 120, 88, 3, 16, true},
+		{"gray.png", 84, 68, 1, 8, false},
+		{"one.png", 4, 4, 3, 8, false},
+		{"odd.png", 28, 52, 3, 8, false},
+	})
 }
 
 func TestUpscaleNeverOverwritesInputs(t *testing.T) {
@@ -178,7 +217,7 @@ func TestUpscaleSizesAndFormats(t *testing.T) {
 		{[]string{"--outscale", "2.5"}, "a.jpg", 25, 18, "jpeg"},
 		{[]string{"--width", "100"}, "b.png", 100, 70, "png"},
 		{[]string{"--width", "9", "--height", "9", "--color-fix", "none"}, "c.png", 9, 9, "png"},
-		{[]string{"--format", "webp-if-possible"}, "d.webp", 40, 28, "png"}, // written as d.png
+		{[]string{"--format", "webp-if-possible"}, "d.webp", 40, 28, "png"},                     // written as d.png
 		{[]string{"--format", "jpg", "-s", "2", "--model", "bicubic"}, "e.out", 20, 14, "jpeg"}, // the students are 4x only
 	}
 	for _, c := range cases {
