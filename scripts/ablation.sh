@@ -6,7 +6,10 @@ set -u
 T=${T:-/tmp/tsdsr}
 S=${S:-../shared/data}
 GOEXPERIMENT=simd go build -o "$T" ./cmd/tsdsr || exit 1
-common="--prior artifacts/prior-192x6/ema.safetensors --data $S/train --full-finetune --batch 2 --size 256 --lr 1e-4 --lr-fake 1e-4 --save-every 100 --seed 7 --quiet"
+P1=artifacts/prior-192x6/ema.safetensors
+common="--prior $P1 --data $S/train --full-finetune --batch 2 --size 256 --lr 1e-4 --lr-fake 1e-4 --save-every 100 --seed 7 --quiet"
+# run NAME FLAGS...: train the student out/ablation/NAME (unless done), upscale RealSR, evaluate.
+# A --prior among FLAGS overrides the common one (the flag parser keeps the last).
 run() {
   name=$1; shift
   echo "== $name $(date -u +%T) flags: $*"
@@ -27,3 +30,22 @@ run c --steps 200 --warmup 20 --reg tsd --dasm=false --w-tsd 10
 run d --steps 200 --warmup 20 --reg tsd --w-tsd 10
 run e --steps 100 --warmup 10 --reg tsd --w-tsd 10
 run f --steps 100 --warmup 10 --reg tsd --w-tsd 5
+
+# Second round (docs/ablation.md): better teachers, two-stage training, the pixel loss.
+P2=artifacts/prior-192x6-cont/ema.safetensors
+P3=artifacts/prior-192x6-cont2/ema.safetensors
+A=out/ablation/a/student.safetensors
+short="--steps 100 --warmup 10 --save-every 25"
+run e2 --prior $P2 $short --reg tsd --w-tsd 10
+run g --init $A $short --reg tsd --w-tsd 10
+run h --prior $P2 --init $A $short --reg tsd --w-tsd 10
+run i --prior $P3 --init $A $short --reg tsd --w-tsd 30
+run j --init $A $short --reg tsd --w-tsd 30
+run k $short --reg tsd --w-tsd 10 --w-pix 1
+run l $short --reg none --w-pix 1
+for alpha in 0.5 0.55 0.6; do
+  m=out/ablation/ge$alpha.safetensors
+  [ -f $m ] || "$T" interp --a out/ablation/g/student.safetensors --b out/ablation/e/student.safetensors --alpha $alpha -o $m
+  "$T" upscale --quiet --model $m -i $S/realsr/LR -o out/ablation/ge$alpha-sr
+  "$T" eval --sr out/ablation/ge$alpha-sr --gt $S/realsr/HR --json | tail -1
+done
