@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"tsdsr/models"
 )
 
 func TestServeFlagsToConfig(t *testing.T) {
@@ -20,7 +22,7 @@ func TestServeFlagsToConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.MaxPixels != 1000 || cfg.MaxBody != 2<<20 || cfg.Workers != 3 || cfg.Queue >= 0 || cfg.Timeout != 5*time.Second || cfg.Upscaler.Name() != "bicubic" {
+	if cfg.MaxPixels != 1000 || cfg.MaxBody != 2<<20 || cfg.Workers != 3 || cfg.Queue >= 0 || cfg.Timeout != 5*time.Second || cfg.Upscaler.Name() != models.DefaultName() {
 		t.Fatalf("config %+v", cfg)
 	}
 	for _, bad := range [][]string{{"--max-body", "huge"}, {"--workers", "0"}, {"--model", "nope"}} {
