@@ -38,9 +38,10 @@ func NewTrainer(cfg Config, prior *mmdit.Model) (*Trainer, error) {
 
 // NewTrainerFrom is NewTrainer with the student starting from start (a
 // student trained earlier, e.g. by latent regression alone) instead of the
-// prior; the teacher and the fake score are still the prior. Starting the
-// score distillation from a student that already reconstructs the HR latent
-// keeps it near the data while the score terms add detail (MODELS.md).
+// prior; the teacher and the fake score are still the prior. A student that
+// already reconstructs the HR latent stays near it under the score terms
+// (with our small prior that kept fidelity but gained no NIQE: row (g) of
+// docs/ablation.md).
 func NewTrainerFrom(cfg Config, prior, start *mmdit.Model) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

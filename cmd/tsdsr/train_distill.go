@@ -72,7 +72,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	}
 	def := distill.DefaultConfig()
 	prior := fs.String("prior", "", "`path` of the prior: run directory, diffusers directory or safetensors file (see above)")
-	init := fs.String("init", "", "start the student from this `student.safetensors` (e.g. a --reg none run) instead of the prior")
+	initFrom := fs.String("init", "", "start the student from this `student.safetensors` (e.g. a --reg none run) instead of the prior")
 	dataDir := fs.String("data", "", "directory of HR photos")
 	out := fs.String("out", "", "run directory")
 	steps := fs.Int("steps", 2000, "student steps (each followed by one fake-score step)")
@@ -127,8 +127,8 @@ func runTrainDistill(ctx context.Context, args []string) error {
 		return errors.New("prior: the model has no learned prompt (context_tokens = 0)")
 	}
 	from := model
-	if *init != "" {
-		if from, err = distill.LoadStudent(*init); err != nil {
+	if *initFrom != "" {
+		if from, err = distill.LoadStudent(*initFrom); err != nil {
 			return fmt.Errorf("--init: %w", err)
 		}
 	}
@@ -145,7 +145,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	}
 
 	run, err := train.Open(train.Options{Dir: *out, Seed: *seed, Resume: *resume,
-		Config: distillRecipe{Distill: cfg, Model: mc, Batch: *batch, Size: *size, Init: *init}})
+		Config: distillRecipe{Distill: cfg, Model: mc, Batch: *batch, Size: *size, Init: *initFrom}})
 	if err != nil {
 		return err
 	}

@@ -176,14 +176,14 @@ func TestTrainDistillInit(t *testing.T) {
 	if err := runTrainDistill(context.Background(), append(base, "--out", first, "--reg", "none")); err != nil {
 		t.Fatal(err)
 	}
-	init := filepath.Join(first, "student.safetensors")
+	start := filepath.Join(first, "student.safetensors")
 	second := filepath.Join(dir, "tsd")
-	if err := runTrainDistill(context.Background(), append(base, "--out", second, "--init", init, "--dasm=false")); err != nil {
+	if err := runTrainDistill(context.Background(), append(base, "--out", second, "--init", start, "--dasm=false")); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.ReadFile(filepath.Join(second, "state.json"))
-	if err != nil || !strings.Contains(string(st), init) {
-		t.Errorf("state.json does not record --init %s: %v", init, err)
+	if err != nil || !strings.Contains(string(st), start) {
+		t.Errorf("state.json does not record --init %s: %v", start, err)
 	}
 	err = runTrainDistill(context.Background(), append(base, "--out", filepath.Join(dir, "x"), "--init", filepath.Join(dir, "nope.safetensors")))
 	if err == nil || !strings.Contains(err.Error(), "--init") {
