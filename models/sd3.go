@@ -8,13 +8,13 @@ import (
 	"runtime/debug"
 
 	"tsdsr/internal/sysmem"
-	"tsdsr/internal/torchpt"
 	"tsdsr/model/mmdit"
 	"tsdsr/model/sd3vae"
 	"tsdsr/nn"
 	"tsdsr/safetensors"
 	"tsdsr/sr"
 	"tsdsr/tensor"
+	"tsdsr/torchpt"
 )
 
 // SD3Files points at the official TSD-SR model's parts, as users download

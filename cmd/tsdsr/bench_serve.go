@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"strconv"
-	"strings"
 
+	"tsdsr/internal/sysmem"
 	"tsdsr/server"
+	"tsdsr/server/loadtest"
 )
 
 func init() {
@@ -62,12 +59,12 @@ func runBenchServe(ctx context.Context, args []string) error {
 		fmt.Printf("server: in-process at %s, model %s, workers %d, queue %d\n", base, cfg.Upscaler.Name(), f.workers, f.queue)
 	}
 	fmt.Printf("load: %d requests of %dx%d PNG, concurrency %d\n", *requests, *size, *size, *concurrency)
-	rep, err := server.LoadTest(ctx, server.LoadConfig{URL: base, Requests: *requests, Concurrency: *concurrency, Width: *size, Height: *size, Query: *query})
+	rep, err := loadtest.LoadTest(ctx, loadtest.LoadConfig{URL: base, Requests: *requests, Concurrency: *concurrency, Width: *size, Height: *size, Query: *query})
 	if err != nil {
 		return err
 	}
 	fmt.Println(rep)
-	if rss, err := peakRSS(); err == nil {
+	if rss, err := sysmem.PeakRSS(); err == nil {
 		fmt.Printf("peak RSS of this process: %.1f MiB\n", float64(rss)/(1<<20))
 	}
 	for _, s := range rep.ErrorSamples {
@@ -77,21 +74,4 @@ func runBenchServe(ctx context.Context, args []string) error {
 		return fmt.Errorf("%d requests failed", rep.Errors)
 	}
 	return nil
-}
-
-// peakRSS reads the process's high-water resident set size (Linux VmHWM).
-func peakRSS() (int64, error) {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("VmHWM not found")
 }

@@ -29,3 +29,13 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestParsePeakRSS(t *testing.T) {
+	got, err := parsePeakRSS(bufio.NewScanner(strings.NewReader("VmPeak:  900 kB\nVmHWM:\t  1234 kB\nVmRSS: 1000 kB\n")))
+	if err != nil || got != 1234<<10 {
+		t.Fatalf("got %d, %v", got, err)
+	}
+	if _, err := parsePeakRSS(bufio.NewScanner(strings.NewReader("VmRSS: 1 kB\n"))); err == nil {
+		t.Fatal("no VmHWM line must be an error")
+	}
+}

@@ -1,4 +1,7 @@
-package server
+// Package loadtest is a closed-loop load-test client of the HTTP service's
+// POST /v1/upscale (what `tsdsr bench-serve` runs); it is kept apart from
+// package server because a server does not need its own load generator.
+package loadtest
 
 import (
 	"bytes"
@@ -68,7 +71,7 @@ func LoadTest(ctx context.Context, cfg LoadConfig) (*LoadReport, error) {
 	bodies := make([][]byte, min(cfg.Requests, 16))
 	for i := range bodies {
 		var buf bytes.Buffer
-		if err := imageio.Encode(&buf, noiseImage(cfg.Width, cfg.Height, uint32(i)), &imageio.EncodeOptions{Format: "png"}); err != nil {
+		if err := imageio.Encode(&buf, NoiseImage(cfg.Width, cfg.Height, uint32(i)), &imageio.EncodeOptions{Format: "png"}); err != nil {
 			return nil, err
 		}
 		bodies[i] = buf.Bytes()
@@ -153,9 +156,9 @@ func send(ctx context.Context, client *http.Client, url string, body []byte) (in
 	return resp.StatusCode, ""
 }
 
-// noiseImage is a deterministic RGB test image: a gradient plus hashed
+// NoiseImage is a deterministic RGB test image: a gradient plus hashed
 // noise, different for every seed.
-func noiseImage(w, h int, seed uint32) *imageio.Image {
+func NoiseImage(w, h int, seed uint32) *imageio.Image {
 	m := imageio.NewImage(w, h, 3)
 	x := seed*2654435761 + 1
 	for i := range m.Pix {
