@@ -33,10 +33,8 @@ import (
 	"errors"
 	"fmt"
 
-	"tsdsr/flow"
 	"tsdsr/model/mmdit"
 	"tsdsr/nn"
-	"tsdsr/tensor"
 )
 
 // Regularisers of the student (Config.Reg).
@@ -137,17 +135,6 @@ func (c Config) trajectory() int {
 		return c.DASMSteps
 	}
 	return 1
-}
-
-// OneStep is the student's one-step super-resolution in latent space:
-// z_hat = z_L - v(z_L, t = 1000), a single Euler step from sigma = 1 to 0
-// that starts at the LR latent instead of noise.
-func OneStep(student flow.Velocity, zL *tensor.Tensor) *tensor.Tensor {
-	t := make([]float32, zL.Shape[0])
-	for i := range t {
-		t[i] = flow.TimestepScale
-	}
-	return tensor.Sub(zL, student(zL, t))
 }
 
 // Clone builds a new model of m's config holding a copy of m's weights

@@ -118,7 +118,7 @@ func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Metrics, error) {
 	}
 	m := train.Metrics{}
 
-	zHat := OneStep(t.Student.Velocity, b.ZL) // [N, 16, h, w], records the student's graph
+	zHat := flow.OneStep(t.Student.Velocity, b.ZL) // [N, 16, h, w], records the student's graph
 	mse := tensor.MSE(zHat, b.ZH)
 	m["mse"] = float64(mse.Item())
 	loss := tensor.Scale(mse, float32(cfg.WMSE))

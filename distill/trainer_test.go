@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"tsdsr/flow"
 	"tsdsr/model/mmdit"
 	"tsdsr/model/taesd"
 	"tsdsr/nn"
@@ -222,7 +223,7 @@ func TestSaveLoadStudent(t *testing.T) {
 		}
 	}
 	f.Close()
-	got, err := LoadStudent(path)
+	got, err := mmdit.LoadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +232,7 @@ func TestSaveLoadStudent(t *testing.T) {
 	}
 	defer tensor.NoGrad()()
 	zl := tinyBatch(9).ZL
-	a, b := OneStep(tr.Student.Velocity, zl), OneStep(got.Velocity, zl)
+	a, b := flow.OneStep(tr.Student.Velocity, zl), flow.OneStep(got.Velocity, zl)
 	var worst float64
 	for i, v := range a.Data {
 		worst = max(worst, math.Abs(float64(v-b.Data[i])))
@@ -239,48 +240,9 @@ func TestSaveLoadStudent(t *testing.T) {
 	if worst > 1e-4 {
 		t.Errorf("loaded student differs from the adapted one by %g", worst)
 	}
-	prior, err := LoadPrior(path)
+	prior, _, err := train.LoadPrior(path, "ema")
 	if err != nil || prior.Config != got.Config {
 		t.Errorf("LoadPrior on a student file: %v", err)
-	}
-}
-
-// TestLoadPriorRunDir loads a prior from a training run directory (config.json
-// + the latest checkpoint's "model" part, as tsdsr train prior writes it) and
-// from a diffusers-style directory.
-func TestLoadPriorRunDir(t *testing.T) {
-	prior := tinyPrior(t)
-	dir := t.TempDir()
-	run, err := train.Open(train.Options{Dir: dir, Config: "prior"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run.Add("model", train.Weights(prior.Params))
-	if _, err := run.Restore(); err != nil {
-		t.Fatal(err)
-	}
-	if err := run.WriteJSON("config.json", prior.Config); err != nil {
-		t.Fatal(err)
-	}
-	if err := run.Save(3); err != nil {
-		t.Fatal(err)
-	}
-	run.Close()
-	diffusers := t.TempDir()
-	if err := prior.Params.Save(filepath.Join(diffusers, "diffusion_pytorch_model.safetensors"), safetensors.F32, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := train.WriteFileAtomic(filepath.Join(diffusers, "config.json"), []byte(`{"_class_name": "SD3Transformer2DModel", "sample_size": 8, "patch_size": 2,
-		"in_channels": 16, "num_layers": 2, "attention_head_dim": 8, "num_attention_heads": 2, "joint_attention_dim": 16,
-		"caption_projection_dim": 16, "pooled_projection_dim": 16, "out_channels": 16, "pos_embed_max_size": 8, "context_tokens": 2}`)); err != nil {
-		t.Fatal(err)
-	}
-	for _, path := range []string{dir, diffusers} {
-		got, err := LoadPrior(path)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		sameParams(t, path, prior.Params.List(), got.Params.List())
 	}
 }
 

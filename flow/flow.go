@@ -168,3 +168,15 @@ func Sample(v Velocity, x *tensor.Tensor, sigmas []float32) *tensor.Tensor {
 	}
 	return x
 }
+
+// OneStep is TSD-SR's one-step super-resolution in latent space:
+// z = z_L - v(z_L, t = 1000), a single Euler step from sigma = 1 to 0 that
+// starts at the LR latent z_L [N, ...] instead of noise. The student's
+// training (distill) and the upscaler (sr) both go through it.
+func OneStep(v Velocity, zL *tensor.Tensor) *tensor.Tensor {
+	t := make([]float32, zL.Shape[0])
+	for i := range t {
+		t[i] = TimestepScale
+	}
+	return tensor.Sub(zL, v(zL, t))
+}

@@ -176,3 +176,19 @@ func TestUniformIndex(t *testing.T) {
 		t.Errorf("%d distinct indices, want 900", len(seen))
 	}
 }
+
+// TestOneStep: z = z_L - v(z_L, 1000) for every sample.
+func TestOneStep(t *testing.T) {
+	zL := tensor.FromData([]float32{1, 2, 3, 4, 5, 6}, 2, 3)
+	z := OneStep(func(x *tensor.Tensor, ts []float32) *tensor.Tensor {
+		if len(ts) != 2 || ts[0] != 1000 || ts[1] != 1000 {
+			t.Fatalf("timesteps %v, want 1000 per sample", ts)
+		}
+		return tensor.Scale(x, 0.25)
+	}, zL)
+	for i, v := range z.Data {
+		if want := 0.75 * zL.Data[i]; v != want {
+			t.Fatalf("z[%d] = %v, want %v", i, v, want)
+		}
+	}
+}

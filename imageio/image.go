@@ -33,6 +33,22 @@ func (m *Image) Plane(c int) []float32 {
 	return m.Pix[c*n : (c+1)*n]
 }
 
+// RGB returns the colour planes as three planes of Width*Height values
+// ([3, H, W] row-major, the layout of a model input): Pix itself for a
+// colour image, the gray plane replicated for a gray one. Alpha is not
+// part of it.
+func (m *Image) RGB() []float32 {
+	if m.Channels == 3 {
+		return m.Pix
+	}
+	n := m.Width * m.Height
+	rgb := make([]float32, 3*n)
+	for c := range 3 {
+		copy(rgb[c*n:], m.Pix[:n])
+	}
+	return rgb
+}
+
 // Validate checks that the slices match the declared size.
 func (m *Image) Validate() error {
 	n := m.Width * m.Height

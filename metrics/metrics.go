@@ -176,18 +176,6 @@ type rgb8 struct {
 	c    [3][]uint8
 }
 
-// q8 rounds v in [0, 1] to 0..255 (half up, clamped); float32(k)/255 maps
-// back to k for every k.
-func q8(v float32) uint8 {
-	if !(v > 0) {
-		return 0
-	}
-	if v >= 1 {
-		return 255
-	}
-	return uint8(float64(v)*255 + 0.5)
-}
-
 // toRGB8 quantizes m to 8-bit RGB and removes crop pixels from each border.
 func toRGB8(m *imageio.Image, crop int) (*rgb8, error) {
 	if m == nil {
@@ -211,7 +199,7 @@ func toRGB8(m *imageio.Image, crop int) (*rgb8, error) {
 		for y := range h {
 			row := src[(y+crop)*m.Width+crop:]
 			for x := range w {
-				p[y*w+x] = q8(row[x])
+				p[y*w+x] = imageio.Quantize8(row[x])
 			}
 		}
 		out.c[c] = p

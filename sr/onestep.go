@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"tsdsr/flow"
 	"tsdsr/imageio"
 	"tsdsr/model/mmdit"
 	"tsdsr/model/taesd"
@@ -105,8 +106,9 @@ func (o *OneStep) UpscaleWith(ctx context.Context, img *imageio.Image, opts *Mod
 	w, h := 4*img.Width, 4*img.Height
 	x := tensor.New(1, 3, h, w)
 	n := img.Width * img.Height
+	rgb := img.RGB()
 	for c := 0; c < 3; c++ {
-		src := img.Pix[min(c, img.Channels-1)*n:][:n]
+		src := rgb[c*n:][:n]
 		up := resize.Bicubic(src, img.Width, img.Height, w, h)
 		for i, v := range up {
 			x.Data[c*w*h+i] = min(max(v, 0), 1)
@@ -118,11 +120,19 @@ func (o *OneStep) UpscaleWith(ctx context.Context, img *imageio.Image, opts *Mod
 		return nil, err
 	}
 	zL = tensor.Scale(zL, scale)
-	v, err := o.velocity(ctx, zL, tile, overlap)
-	if err != nil {
-		return nil, err
+	var verr error
+	z := flow.OneStep(func(x *tensor.Tensor, _ []float32) *tensor.Tensor {
+		// predict supplies t = 1000 to every tile.
+		v, err := o.velocity(ctx, x, tile, overlap)
+		if verr = err; err != nil {
+			return x
+		}
+		return v
+	}, zL)
+	if verr != nil {
+		return nil, verr
 	}
-	z := tensor.Scale(tensor.Sub(zL, v), 1/scale)
+	z = tensor.Scale(z, 1/scale)
 	y, err := o.AE.Decode(ctx, z)
 	if err != nil {
 		return nil, err

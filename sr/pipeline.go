@@ -148,7 +148,7 @@ func (p *Pipeline) UpscaleImage(ctx context.Context, in *imageio.Image) (*imagei
 		return nil, fmt.Errorf("sr: %s reports scale %d", p.up.Name(), s)
 	}
 	w, h := in.Width, in.Height
-	rgb := toRGB(in)
+	rgb := in.RGB()
 
 	mult := 1
 	if m, ok := p.up.(Multipler); ok && m.Multiple() > 1 {
@@ -211,19 +211,6 @@ func (p *Pipeline) UpscaleImage(ctx context.Context, in *imageio.Image) (*imagei
 		clamp01(out.Alpha)
 	}
 	return out, nil
-}
-
-// toRGB returns in's colour planes as three planes, replicating gray.
-func toRGB(in *imageio.Image) []float32 {
-	if in.Channels == 3 {
-		return in.Pix
-	}
-	n := in.Width * in.Height
-	rgb := make([]float32, 3*n)
-	for c := range 3 {
-		copy(rgb[c*n:], in.Pix[:n])
-	}
-	return rgb
 }
 
 // luma converts three planes of n values to one with BT.601 weights (as

@@ -87,7 +87,7 @@ func runAE(ctx context.Context, args []string) error {
 				return err
 			}
 			h, w = m.Height, m.Width
-			x := rgbTensor(m)
+			x := tensor.FromData(m.RGB(), 1, 3, m.Height, m.Width) // alpha is not part of the latent space
 			if z, err = enc.EncodeTiled(ctx, taesd.PadToFactor(x), encT); err != nil {
 				return err
 			}
@@ -148,18 +148,4 @@ func runAE(ctx context.Context, args []string) error {
 		return fmt.Errorf("%d file(s) failed", failed)
 	}
 	return nil
-}
-
-// rgbTensor views an image as [1, 3, H, W] (gray replicated to RGB; alpha
-// is not part of the latent space).
-func rgbTensor(m *imageio.Image) *tensor.Tensor {
-	if m.Channels == 3 {
-		return tensor.FromData(m.Pix, 1, 3, m.Height, m.Width)
-	}
-	n := m.Width * m.Height
-	pix := make([]float32, 3*n)
-	for c := 0; c < 3; c++ {
-		copy(pix[c*n:], m.Pix[:n])
-	}
-	return tensor.FromData(pix, 1, 3, m.Height, m.Width)
 }

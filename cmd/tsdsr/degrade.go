@@ -3,34 +3,21 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"tsdsr/data"
 	"tsdsr/degrade"
-	"tsdsr/imageio"
-	"tsdsr/internal/atomicfile"
 	"tsdsr/internal/parallel"
 )
 
 func init() {
 	register(&command{name: "degrade", summary: "synthesise HR/LR training pairs (Real-ESRGAN degradations)", run: runDegrade})
-}
-
-// degradeRun is written to OUT/run.json; a resumed run must match it, so
-// one output directory never mixes pairs of different settings.
-type degradeRun struct {
-	Seed    uint64           `json:"seed"`
-	Photos  []string         `json:"photos"`
-	Options *degrade.Options `json:"options"`
 }
 
 func runDegrade(ctx context.Context, args []string) error {
@@ -83,25 +70,11 @@ func runDegrade(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	run := degradeRun{Seed: *seed, Options: opts}
-	for i := range photos.Len() {
-		run.Photos = append(run.Photos, photos.Name(i))
-	}
-	for _, d := range []string{"hr", "lr", "meta"} {
-		if err := os.MkdirAll(filepath.Join(*outDir, d), 0o755); err != nil {
-			return err
-		}
-	}
-	if err := degradeCheckRun(filepath.Join(*outDir, "run.json"), &run); err != nil {
+	dir, err := data.OpenPairDir(*outDir, photos, *seed, opts)
+	if err != nil {
 		return err
 	}
-
-	var todo []int
-	for k := range *n {
-		if _, err := os.Stat(degradePairPath(*outDir, "meta", k)); err != nil {
-			todo = append(todo, k)
-		}
-	}
+	todo := dir.Missing(*n)
 	done := *n - len(todo)
 	if len(todo) == 0 {
 		fmt.Fprintf(os.Stderr, "degrade: all %d pairs already in %s\n", *n, *outDir)
@@ -110,37 +83,10 @@ func runDegrade(ctx context.Context, args []string) error {
 	if done > 0 {
 		fmt.Fprintf(os.Stderr, "degrade: resuming, %d of %d pairs already written\n", done, *n)
 	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	bar := newDegradeProgress(os.Stderr, *n, done)
-	var next atomic.Int64
-	var firstErr error
-	var errOnce sync.Once
-	var wg sync.WaitGroup
-	for range max(1, *jobs) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(1)) - 1
-				if i >= len(todo) {
-					return
-				}
-				if err := degradeWritePair(photos, *outDir, *seed, todo[i], opts); err != nil {
-					errOnce.Do(func() { firstErr = err; cancel() })
-					return
-				}
-				bar.add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	err = dir.Write(ctx, todo, *jobs, func() { bar.add(1) })
 	bar.finish()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
+	return err
 }
 
 // degradeFlagSet reports whether the named flag was given on the command line.
@@ -148,55 +94,6 @@ func degradeFlagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
-}
-
-func degradePairPath(out, kind string, k int) string {
-	ext := ".png"
-	if kind == "meta" {
-		ext = ".json"
-	}
-	return filepath.Join(out, kind, fmt.Sprintf("%06d%s", k, ext))
-}
-
-// degradeWritePair builds pair k and writes HR, LR, then the sidecar: the sidecar
-// exists only once both images do, so it marks a complete pair.
-func degradeWritePair(photos *data.Photos, out string, seed uint64, k int, o *degrade.Options) error {
-	p, err := photos.Pair(seed, k, o)
-	if err != nil {
-		return err
-	}
-	if err := imageio.WriteFile(degradePairPath(out, "hr", k), p.HR, nil); err != nil {
-		return err
-	}
-	if err := imageio.WriteFile(degradePairPath(out, "lr", k), p.LR, nil); err != nil {
-		return err
-	}
-	js, err := json.MarshalIndent(p.Params, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteBytes(degradePairPath(out, "meta", k), append(js, '\n'))
-}
-
-// degradeCheckRun writes run.json on the first run and refuses to resume into a
-// directory made with another seed, photo set or options.
-func degradeCheckRun(path string, run *degradeRun) error {
-	want, err := json.MarshalIndent(run, "", "  ")
-	if err != nil {
-		return err
-	}
-	want = append(want, '\n')
-	have, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return atomicfile.WriteBytes(path, want)
-	}
-	if err != nil {
-		return err
-	}
-	if string(have) != string(want) {
-		return fmt.Errorf("%s was made with another seed, photo set or options; use a new --out", path)
-	}
-	return nil
 }
 
 // degradeProgress draws a one-line bar with rate and ETA, redrawn at most every

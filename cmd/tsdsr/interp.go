@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"tsdsr/distill"
+	"tsdsr/model/mmdit"
 	"tsdsr/safetensors"
 )
 
@@ -46,11 +47,11 @@ func runInterp(ctx context.Context, args []string) error {
 	if _, err := os.Stat(*out); err == nil && !*overwrite {
 		return fmt.Errorf("-o %s exists (use --overwrite)", *out)
 	}
-	ma, err := distill.LoadStudent(*a)
+	ma, err := mmdit.LoadFile(*a)
 	if err != nil {
 		return err
 	}
-	mb, err := distill.LoadStudent(*b)
+	mb, err := mmdit.LoadFile(*b)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"tsdsr/distill"
+	"tsdsr/model/mmdit"
 	"tsdsr/safetensors"
 )
 
@@ -14,7 +15,7 @@ import (
 // refuses to overwrite an input or an existing file.
 func TestInterp(t *testing.T) {
 	a, _ := distillFixture(t)
-	ma, err := distill.LoadStudent(a)
+	ma, err := mmdit.LoadFile(a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,11 +33,11 @@ func TestInterp(t *testing.T) {
 	if err := runInterp(context.Background(), []string{"--a", a, "--b", b, "--alpha", "0.25", "-o", out}); err != nil {
 		t.Fatal(err)
 	}
-	mid, err := distill.LoadStudent(out)
+	mid, err := mmdit.LoadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	orig, _ := distill.LoadStudent(a)
+	orig, _ := mmdit.LoadFile(a)
 	p, q := orig.Params.List()[0], mid.Params.List()[0]
 	if d := q.T.Data[0] - p.T.Data[0]; d < 0.2499 || d > 0.2501 {
 		t.Errorf("%s moved by %v, want 0.25", p.Name, d)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"tsdsr/internal/parallel"
+	"tsdsr/models"
 	"tsdsr/server"
 	"tsdsr/sr"
 )
@@ -57,7 +58,7 @@ func (f *serveFlags) config(log *slog.Logger) (server.Config, error) {
 	if f.maxPixels <= 0 || f.workers <= 0 || f.queue < 0 || f.timeout <= 0 {
 		return cfg, errors.New("--max-pixels, --workers and --timeout must be positive, --queue not negative")
 	}
-	up, err := loadUpscaler(f.model, f.scale)
+	up, err := models.Open(f.model, f.scale)
 	if err != nil {
 		return cfg, err
 	}

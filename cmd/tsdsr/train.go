@@ -10,16 +10,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-
-	"tsdsr/data"
 	"tsdsr/internal/parallel"
 	"tsdsr/latents"
 	"tsdsr/model/mmdit"
-	"tsdsr/model/taesd"
 	"tsdsr/nn"
 	"tsdsr/rng"
-	"tsdsr/safetensors"
 	"tsdsr/train"
 )
 
@@ -61,34 +56,6 @@ func runSub(ctx context.Context, cmd string, subs map[string]*command, args []st
 }
 
 func runTrain(ctx context.Context, args []string) error { return runSub(ctx, "train", trainers, args) }
-
-// priorRecipe is what a resumed prior run must repeat exactly; it is saved
-// in every checkpoint's state.json.
-type priorRecipe struct {
-	Model       mmdit.Config `json:"model"`
-	Steps       int          `json:"steps"`
-	Batch       int          `json:"batch"`
-	LR          float64      `json:"lr"`
-	Warmup      int          `json:"warmup"`
-	WeightDecay float64      `json:"weight_decay"`
-	Clip        float64      `json:"clip"`
-	EMA         float64      `json:"ema"`
-	LogitMean   float64      `json:"logit_mean"`
-	LogitStd    float64      `json:"logit_std"`
-	Cache       cacheInfo    `json:"cache"`
-	Init        string       `json:"init,omitempty"`
-	ValFraction float64      `json:"val_fraction"`
-	ValN        int          `json:"val_n"`
-	ValEvery    int          `json:"val_every"`
-}
-
-// cacheInfo identifies a latent cache by content, not by path.
-type cacheInfo struct {
-	Source string `json:"source"`
-	Crop   int    `json:"crop"`
-	Seed   uint64 `json:"seed"`
-	Count  int    `json:"count"`
-}
 
 func runTrainPrior(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("train prior", flag.ContinueOnError)
@@ -156,7 +123,7 @@ func runTrainPrior(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	c, err := openCache(ctx, *cache, *dataDir, latents.BuildOptions{Crop: *crop, PerPhoto: *perPhoto, Seed: *seed}, progress)
+	c, err := latents.Open(ctx, *cache, *dataDir, latents.BuildOptions{Crop: *crop, PerPhoto: *perPhoto, Seed: *seed}, progress)
 	if err != nil {
 		return err
 	}
@@ -168,9 +135,9 @@ func runTrainPrior(ctx context.Context, args []string) error {
 		return fmt.Errorf("no training latents in %s", *cache)
 	}
 
-	recipe := priorRecipe{Model: cfg, Steps: *steps, Batch: *batch, LR: *lr, Warmup: *warmup, WeightDecay: *wd,
+	recipe := train.PriorRecipe{Model: cfg, Steps: *steps, Batch: *batch, LR: *lr, Warmup: *warmup, WeightDecay: *wd,
 		Clip: *clip, EMA: *ema, LogitMean: *logitMean, LogitStd: *logitStd,
-		Cache:       cacheInfo{Source: c.Source, Crop: c.Crop, Seed: c.Seed, Count: len(c.Photo)},
+		Cache:       train.CacheInfo{Source: c.Source, Crop: c.Crop, Seed: c.Seed, Count: len(c.Photo)},
 		ValFraction: *valFraction, ValN: *valN, ValEvery: *valEvery, Init: *initFrom}
 	run, err := train.Open(train.Options{Dir: *out, Seed: *seed, Resume: *resume, Config: recipe})
 	if err != nil {
@@ -188,11 +155,7 @@ func runTrainPrior(ctx context.Context, args []string) error {
 	if *initFrom != "" {
 		// Overwritten by the checkpoint on --resume; the recipe records the
 		// file so a resumed run continues the same one.
-		f, err := safetensors.Load(*initFrom)
-		if err != nil {
-			return err
-		}
-		if _, err := params.Load(f, true); err != nil {
+		if err := model.LoadWeights(*initFrom); err != nil {
 			return fmt.Errorf("--init %s: %w", *initFrom, err)
 		}
 	}
@@ -228,49 +191,4 @@ func runTrainPrior(ctx context.Context, args []string) error {
 		fmt.Fprintf(progress, "done: %d steps in %s of training; weights in %s\n", run.Step(), run.Elapsed().Round(time.Second), *out)
 	}
 	return nil
-}
-
-// openCache loads the latent cache at path, or builds it from dataDir and
-// saves it there when the file does not exist.
-func openCache(ctx context.Context, path, dataDir string, o latents.BuildOptions, progress io.Writer) (*latents.Cache, error) {
-	if _, err := os.Stat(path); err == nil {
-		return latents.Load(path)
-	}
-	if dataDir == "" {
-		return nil, fmt.Errorf("latent cache %s does not exist: give --data DIR to build it", path)
-	}
-	photos, err := data.OpenDir(dataDir, 256<<20)
-	if err != nil {
-		return nil, err
-	}
-	enc, _, err := taesd.Embedded()
-	if err != nil {
-		return nil, err
-	}
-	if progress != nil {
-		bar := progressbar.NewOptions(photos.Len()*o.PerPhoto, progressbar.OptionSetWriter(progress),
-			progressbar.OptionSetDescription("encoding crops"), progressbar.OptionShowCount(),
-			progressbar.OptionSetPredictTime(true), progressbar.OptionSetWidth(25),
-			progressbar.OptionThrottle(200*time.Millisecond))
-		o.Progress = func(done, total int) {
-			bar.ChangeMax(total)
-			bar.Set(done)
-		}
-		defer fmt.Fprintln(progress)
-	}
-	t0 := time.Now()
-	c, err := latents.Build(ctx, photos, dataDir, enc, o)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.Save(path); err != nil {
-		return nil, err
-	}
-	if progress != nil {
-		fmt.Fprintf(progress, "\nencoded %d crops of %d photos in %s into %s\n", len(c.Photo), len(c.Photos)-len(c.Skipped),
-			time.Since(t0).Round(time.Second), path)
-	}
-	// Train on the file's (half-precision) values, not the encoder's: a run
-	// resumed later reads the file, and must see the same bits.
-	return latents.Load(path)
 }

@@ -1,51 +1,24 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/csv"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
 	"time"
 
-	"tsdsr/data"
-	"tsdsr/degrade"
 	"tsdsr/distill"
 	"tsdsr/internal/parallel"
 	"tsdsr/model/mmdit"
 	"tsdsr/model/taesd"
-	"tsdsr/rng"
-	"tsdsr/safetensors"
-	"tsdsr/tensor"
 	"tsdsr/train"
 )
 
 func init() {
 	registerTrainer("distill", "TSD-SR one-step student by target score distillation from a prior", runTrainDistill)
 }
-
-// distillRecipe is what a resumed distillation must repeat exactly; it is
-// saved in every checkpoint's state.json.
-type distillRecipe struct {
-	Distill distill.Config `json:"distill"`
-	Model   mmdit.Config   `json:"model"`
-	Batch   int            `json:"batch"`
-	Size    int            `json:"size"`
-	Init    string         `json:"init,omitempty"`
-}
-
-// distillLoaderSeed decorrelates the data stream from the training draws:
-// both derive generators by Child(index) from their seed, so one seed for
-// both would give pair k and step k the same stream.
-const distillLoaderSeed = 0x9e3779b97f4a7c15
-
-// lossColumns are the columns of loss.csv, in order.
-var lossColumns = []string{"step", "loss", "mse", "tsd", "pix", "fake", "grad_norm", "fake_grad_norm", "lr", "lr_fake", "samples_per_s"}
 
 // runTrainDistill is `tsdsr train distill`: TSD-SR's one-step student
 // distilled from a prior (see package distill).
@@ -115,7 +88,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	model, err := distill.LoadPrior(*prior)
+	model, _, err := train.LoadPrior(*prior, "ema")
 	if err != nil {
 		return fmt.Errorf("prior: %w", err)
 	}
@@ -126,127 +99,26 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	if mc.ContextTokens == 0 {
 		return errors.New("prior: the model has no learned prompt (context_tokens = 0)")
 	}
-	from := model
+	var start *mmdit.Model
 	if *initFrom != "" {
-		if from, err = distill.LoadStudent(*initFrom); err != nil {
+		if start, err = mmdit.LoadFile(*initFrom); err != nil {
 			return fmt.Errorf("--init: %w", err)
 		}
 	}
-	tr, err := distill.NewTrainerFrom(cfg, model, from)
-	if err != nil {
-		return err
-	}
-	enc, dec, err := taesd.Embedded()
-	if err != nil {
-		return err
-	}
-	if cfg.WPix > 0 {
-		tr.Decoder = dec
-	}
-
-	run, err := train.Open(train.Options{Dir: *out, Seed: *seed, Resume: *resume,
-		Config: distillRecipe{Distill: cfg, Model: mc, Batch: *batch, Size: *size, Init: *initFrom}})
-	if err != nil {
-		return err
-	}
-	defer run.Close()
-	tr.Register(run)
-	start, err := run.Restore()
-	if err != nil {
-		return err
-	}
-	photos, err := data.OpenDir(*dataDir, 256<<20)
-	if err != nil {
-		return err
-	}
-	opts := degrade.DefaultOptions()
-	opts.Crop.Size = *size
-	// The loader ignores Ctrl-C: the loop notices it between steps and
-	// checkpoints first; a step failing on a cancelled batch would not.
-	loader, err := data.NewLoader(context.WithoutCancel(ctx), photos, data.Config{Batch: *batch, Seed: *seed ^ distillLoaderSeed, Start: start, Options: opts})
-	if err != nil {
-		return err
-	}
-	defer loader.Close()
-
 	var progress io.Writer = os.Stderr
 	if *quiet {
 		progress = nil
 	}
-	run.Log.Info("distill", "prior", *prior, "trainable", tr.Describe(), "threads", parallel.Threads())
-	if progress != nil {
-		fmt.Fprintf(progress, "distill: %s; %dx%d HR -> %dx%d LR, batch %d, run in %s\n",
-			tr.Describe(), *size, *size, *size/4, *size/4, *batch, *out)
-	}
-	step := func(s int, r *rng.Rand) (train.Metrics, int, error) {
-		b, err := loader.Next()
-		if err != nil {
-			return nil, 0, err
-		}
-		if b.Index != s {
-			return nil, 0, fmt.Errorf("data batch %d for step %d", b.Index, s)
-		}
-		m, err := tr.Step(encodeBatch(enc, b), r)
-		return m, b.N, err
-	}
-	err = run.Loop(ctx, train.Loop{Steps: *steps, SaveEvery: *saveEvery, Step: step, Progress: progress,
-		Show: []string{"loss", "mse", "tsd", "pix", "fake"}, Plot: []string{"loss", "mse", "tsd", "pix", "fake"}})
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	interrupted := err != nil
-	if err := writeLossCSV(filepath.Join(*out, "metrics.jsonl"), filepath.Join(*out, "loss.csv")); err != nil {
-		return err
-	}
-	studentPath := filepath.Join(*out, "student.safetensors")
-	if err := distill.SaveStudent(studentPath, tr.Student, safetensors.F32); err != nil {
-		return err
-	}
-	if interrupted {
-		return fmt.Errorf("interrupted: checkpoint saved at step %d in %s (student of that step in %s); continue with --resume", run.Step(), *out, studentPath)
-	}
-	if progress != nil {
-		fmt.Fprintf(progress, "done: %d steps in %s of training; student in %s\n", run.Step(), run.Elapsed().Round(time.Second), studentPath)
-	}
-	return nil
-}
-
-// encodeBatch turns a pair batch into scaled TAESD3 latents, without
-// gradients: z_L from the bicubic-upsampled LR clamped to [0, 1] (as an
-// image, the form the upscaler encodes), z_H from the HR crop.
-func encodeBatch(enc *taesd.Encoder, b *data.Batch) distill.Batch {
-	defer tensor.NoGrad()()
-	hr := tensor.FromData(b.HR, b.N, 3, b.Size, b.Size)
-	lr := tensor.Clamp(tensor.FromData(b.LRUp, b.N, 3, b.Size, b.Size), 0, 1)
-	return distill.Batch{
-		ZL: tensor.Scale(enc.Forward(lr), taesd.LatentScale),
-		ZH: tensor.Scale(enc.Forward(hr), taesd.LatentScale),
-		HR: hr,
-	}
-}
-
-// writeLossCSV writes the per-step rows of metrics.jsonl as CSV with the
-// columns of lossColumns (empty where a step has no such value).
-func writeLossCSV(metricsPath, csvPath string) error {
-	rows, err := train.ReadMetrics(metricsPath)
+	res, err := distill.Run(ctx, distill.RunOptions{Config: cfg, Prior: model, Start: start, Init: *initFrom, PriorName: *prior,
+		DataDir: *dataDir, Dir: *out, Batch: *batch, Size: *size, Steps: *steps, SaveEvery: *saveEvery, Resume: *resume, Progress: progress})
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	w := csv.NewWriter(&buf)
-	w.Write(lossColumns)
-	for _, row := range rows {
-		rec := make([]string, len(lossColumns))
-		for i, k := range lossColumns {
-			if v, ok := row[k]; ok {
-				rec[i] = strconv.FormatFloat(v, 'g', -1, 64)
-			}
-		}
-		w.Write(rec)
+	if res.Interrupted {
+		return fmt.Errorf("interrupted: checkpoint saved at step %d in %s (student of that step in %s); continue with --resume", res.Step, *out, res.Student)
 	}
-	w.Flush()
-	if err := w.Error(); err != nil {
-		return err
+	if progress != nil {
+		fmt.Fprintf(progress, "done: %d steps in %s of training; student in %s\n", res.Step, res.Elapsed.Round(time.Second), res.Student)
 	}
-	return train.WriteFileAtomic(csvPath, buf.Bytes())
+	return nil
 }

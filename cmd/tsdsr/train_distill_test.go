@@ -103,17 +103,17 @@ func TestTrainDistill(t *testing.T) {
 		t.Fatalf("loss.csv: %d records, %v", len(recs), err)
 	}
 	for _, rec := range recs[1:] {
-		for i, col := range lossColumns {
+		for i, col := range distill.LossColumns {
 			if col != "pix" && rec[i] == "" {
 				t.Errorf("loss.csv row %v lacks %s", rec, col)
 			}
 		}
 	}
-	want, err := distill.LoadStudent(filepath.Join(out, "student.safetensors"))
+	want, err := mmdit.LoadFile(filepath.Join(out, "student.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := distill.LoadStudent(prior)
+	base, err := mmdit.LoadFile(prior)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestTrainDistill(t *testing.T) {
 	if s, _ := train.ReadState(crashed); s.Step != 3 {
 		t.Errorf("resumed run ended at step %d", s.Step)
 	}
-	got, err := distill.LoadStudent(filepath.Join(crashed, "student.safetensors"))
+	got, err := mmdit.LoadFile(filepath.Join(crashed, "student.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"tsdsr/imageio"
-	"tsdsr/model/mmdit"
+	"tsdsr/sample"
 	"tsdsr/train"
 )
 
@@ -68,7 +68,7 @@ func TestTrainAndSamplePrior(t *testing.T) {
 	if _, err := os.Stat(cache); err != nil {
 		t.Error(err)
 	}
-	var recipe priorRecipe
+	var recipe train.PriorRecipe
 	if err := json.Unmarshal(st.Config, &recipe); err != nil || recipe.Model.NumLayers != 1 || recipe.Cache.Count != 6 {
 		t.Errorf("recipe %+v, %v", recipe, err)
 	}
@@ -118,7 +118,7 @@ func TestTrainAndSamplePrior(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := 2*64 + 3*gridPad; m.Width != want || m.Height != want {
+	if want := 2*64 + 3*sample.GridPad; m.Width != want || m.Height != want {
 		t.Errorf("grid %dx%d, want %dx%d", m.Width, m.Height, want, want)
 	}
 	// The top-left cell differs from the white background, the unused
@@ -126,7 +126,7 @@ func TestTrainAndSamplePrior(t *testing.T) {
 	cell := func(cx, cy int) (white int) {
 		for y := range 64 {
 			for x := range 64 {
-				if m.Pix[(gridPad+cy*(64+gridPad)+y)*m.Width+gridPad+cx*(64+gridPad)+x] == 1 {
+				if m.Pix[(sample.GridPad+cy*(64+sample.GridPad)+y)*m.Width+sample.GridPad+cx*(64+sample.GridPad)+x] == 1 {
 					white++
 				}
 			}
@@ -164,7 +164,7 @@ func TestTrainAndSamplePrior(t *testing.T) {
 		"-o", dn}); err != nil {
 		t.Fatal(err)
 	}
-	if g, err := imageio.ReadFile(dn, nil); err != nil || g.Width != 5*64+6*gridPad || g.Height != 2*64+3*gridPad {
+	if g, err := imageio.ReadFile(dn, nil); err != nil || g.Width != 5*64+6*sample.GridPad || g.Height != 2*64+3*sample.GridPad {
 		t.Errorf("denoise grid: %v", err)
 	}
 	if err := runSamplePrior(context.Background(), []string{"--model", out, "--size", "60", "-o", png}); err != errUsage {
@@ -172,19 +172,6 @@ func TestTrainAndSamplePrior(t *testing.T) {
 	}
 	if err := runTrain(context.Background(), []string{"nope"}); err != errUsage {
 		t.Errorf("unknown trainer: %v", err)
-	}
-}
-
-func TestShippedPriorConfig(t *testing.T) {
-	cfg, err := mmdit.LoadConfig("../../configs/prior-small.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if cfg != mmdit.Small() {
-		t.Errorf("configs/prior-small.json = %+v, want mmdit.Small() %+v", cfg, mmdit.Small())
 	}
 }
 

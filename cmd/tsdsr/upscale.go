@@ -26,37 +26,6 @@ func init() {
 	register(&command{name: "upscale", summary: "upscale photos (a file or a folder) 4x", run: runUpscale})
 }
 
-// loadUpscaler returns the model named by --model at native scale s: a
-// student checkpoint file from `tsdsr train distill`, a built-in model
-// name (see `tsdsr models`), or "" for the default built-in model. Only
-// the bicubic baseline runs at scales other than 4.
-func loadUpscaler(name string, s int) (sr.Upscaler, error) {
-	if name == "" {
-		name = models.DefaultName()
-	}
-	if name == models.Bicubic {
-		if s < 1 || s > 16 {
-			return nil, fmt.Errorf("--scale %d: want 1..16", s)
-		}
-		return sr.Bicubic{Factor: s}, nil
-	}
-	if s != 4 {
-		return nil, fmt.Errorf("--scale %d: model %s is 4x only (use --outscale for other output sizes)", s, name)
-	}
-	if st, err := os.Stat(name); err == nil && !st.IsDir() {
-		up, err := models.LoadFile(name)
-		if err != nil {
-			return nil, fmt.Errorf("--model %s: %w (built-in models: tsdsr models)", name, err)
-		}
-		return up, nil
-	}
-	up, err := models.Load(name)
-	if err != nil {
-		return nil, fmt.Errorf("--model %q: not a checkpoint file, and %w", name, err)
-	}
-	return up, nil
-}
-
 // parseBytes reads a size such as 1500000, 512MB, 2GiB or 1.5G (decimal
 // units for B/KB/MB/GB, binary for KiB/MiB/GiB and the bare K/M/G).
 func parseBytes(s string) (int64, error) {
@@ -198,7 +167,7 @@ func runUpscale(ctx context.Context, args []string) error {
 			return err
 		}
 	default:
-		if up, err = loadUpscaler(model, scale); err != nil {
+		if up, err = models.Open(model, scale); err != nil {
 			return err
 		}
 	}

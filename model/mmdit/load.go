@@ -18,27 +18,17 @@ const ConfigKey = "config"
 // Load builds a model from a checkpoint whose metadata carries its config
 // (see Save) and reads every weight strictly. The model is frozen.
 func Load(f *safetensors.File) (*Model, error) {
-	raw, ok := f.Metadata[ConfigKey]
-	if !ok {
-		return nil, fmt.Errorf("mmdit: checkpoint has no %q metadata", ConfigKey)
-	}
-	var cfg Config
-	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
-		return nil, fmt.Errorf("mmdit: checkpoint config: %w", err)
-	}
-	m, err := New(cfg, nn.NewParams(nil))
+	cfg, err := metadataConfig(f)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := m.Params.Load(f, true); err != nil {
-		return nil, err
-	}
-	m.Params.Freeze()
-	return m, nil
+	return loadWith(f, cfg)
 }
 
-// Save writes the model's weights (LoRA adapters merged or not, as they
-// are) with its config in the metadata, atomically, in dtype.
+// Save writes the model's base weights with its config in the metadata,
+// atomically, in dtype: what Load and LoadFile read back. LoRA adapters are
+// not written (they would not load into a plain model); merge them first
+// (nn.MergeLoRA) to keep their effect.
 func (m *Model) Save(path string, dtype safetensors.DType, metadata map[string]string) error {
 	meta := map[string]string{}
 	for k, v := range metadata {
@@ -49,7 +39,7 @@ func (m *Model) Save(path string, dtype safetensors.DType, metadata map[string]s
 		return err
 	}
 	meta[ConfigKey] = string(b)
-	return m.Params.Save(path, dtype, meta)
+	return nn.Save(path, m.Params.Filter(func(n string) bool { return !nn.IsLoRA(n) }), dtype, meta)
 }
 
 // LoadDir loads a diffusers transformer folder, such as SD3-medium's

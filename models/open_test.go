@@ -1,0 +1,58 @@
+package models
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"tsdsr/model/mmdit"
+	"tsdsr/nn"
+	"tsdsr/rng"
+	"tsdsr/sr"
+)
+
+// TestOpen resolves what --model and --scale name: the bicubic baseline at
+// any scale 1..16, built-in models and checkpoint files at 4x only.
+func TestOpen(t *testing.T) {
+	up, err := Open(Bicubic, 3)
+	if b, ok := up.(sr.Bicubic); err != nil || !ok || b.Factor != 3 {
+		t.Fatalf("bicubic x3: %v, %v", up, err)
+	}
+	if up, err := Open("", 4); err != nil || up.Name() != DefaultName() {
+		t.Fatalf("default: %v, %v", up, err)
+	}
+	for _, c := range []struct {
+		name  string
+		scale int
+		want  string
+	}{
+		{Bicubic, 17, "want 1..16"},
+		{"", 2, "4x only"},
+		{"no-such-model", 4, "not a checkpoint file"},
+	} {
+		if _, err := Open(c.name, c.scale); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Open(%q, %d): %v, want %q", c.name, c.scale, err, c.want)
+		}
+	}
+	cfg := mmdit.Config{SampleSize: 8, PatchSize: 2, InChannels: 16, NumLayers: 1, AttentionHeadDim: 8,
+		NumAttentionHeads: 2, JointAttentionDim: 8, CaptionProjectionDim: 16, PooledProjectionDim: 8,
+		OutChannels: 16, PosEmbedMaxSize: 32, ContextTokens: 2}
+	m, err := mmdit.New(cfg, nn.NewParams(rng.New(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "student.safetensors")
+	if err := m.Save(path, "F32", nil); err != nil {
+		t.Fatal(err)
+	}
+	if up, err := Open(path, 4); err != nil || up.Name() != "student.safetensors" {
+		t.Fatalf("checkpoint: %v, %v", up, err)
+	}
+	bad := filepath.Join(dir, "bad.safetensors")
+	os.WriteFile(bad, []byte("not a checkpoint"), 0o644)
+	if _, err := Open(bad, 4); err == nil || !strings.Contains(err.Error(), "--model "+bad) {
+		t.Errorf("broken checkpoint: %v", err)
+	}
+}

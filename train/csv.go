@@ -1,0 +1,34 @@
+package train
+
+import (
+	"bytes"
+	"encoding/csv"
+	"strconv"
+)
+
+// WriteMetricsCSV writes the rows of a metrics.jsonl file as CSV with the
+// given columns, in order (a cell is empty where a row has no such value),
+// atomically: a spreadsheet-friendly copy of the training log.
+func WriteMetricsCSV(metricsPath, csvPath string, columns []string) error {
+	rows, err := ReadMetrics(metricsPath)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	w.Write(columns)
+	for _, row := range rows {
+		rec := make([]string, len(columns))
+		for i, k := range columns {
+			if v, ok := row[k]; ok {
+				rec[i] = strconv.FormatFloat(v, 'g', -1, 64)
+			}
+		}
+		w.Write(rec)
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		return err
+	}
+	return WriteFileAtomic(csvPath, buf.Bytes())
+}
