@@ -6,9 +6,6 @@ import (
 	"testing"
 
 	"tsdsr/imageio"
-	"tsdsr/model/mmdit"
-	"tsdsr/nn"
-	"tsdsr/rng"
 	"tsdsr/sr"
 )
 
@@ -37,17 +34,7 @@ func TestListHasDefaultAndBicubic(t *testing.T) {
 // TestLoadFileRunsACheckpoint: a student checkpoint saved by mmdit (as
 // tsdsr train distill writes it) loads and upscales through the pipeline.
 func TestLoadFileRunsACheckpoint(t *testing.T) {
-	cfg := mmdit.Config{SampleSize: 8, PatchSize: 2, InChannels: 16, NumLayers: 1, AttentionHeadDim: 8,
-		NumAttentionHeads: 2, JointAttentionDim: 8, CaptionProjectionDim: 16, PooledProjectionDim: 8,
-		OutChannels: 16, PosEmbedMaxSize: 32, ContextTokens: 2}
-	m, err := mmdit.New(cfg, nn.NewParams(rng.New(1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "student.safetensors")
-	if err := m.Save(path, "BF16", nil); err != nil {
-		t.Fatal(err)
-	}
+	path := tinyStudentFile(t, t.TempDir(), "BF16")
 	up, err := LoadFile(path)
 	if err != nil {
 		t.Fatal(err)

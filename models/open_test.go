@@ -9,6 +9,7 @@ import (
 	"tsdsr/model/mmdit"
 	"tsdsr/nn"
 	"tsdsr/rng"
+	"tsdsr/safetensors"
 	"tsdsr/sr"
 )
 
@@ -35,18 +36,8 @@ func TestOpen(t *testing.T) {
 			t.Errorf("Open(%q, %d): %v, want %q", c.name, c.scale, err, c.want)
 		}
 	}
-	cfg := mmdit.Config{SampleSize: 8, PatchSize: 2, InChannels: 16, NumLayers: 1, AttentionHeadDim: 8,
-		NumAttentionHeads: 2, JointAttentionDim: 8, CaptionProjectionDim: 16, PooledProjectionDim: 8,
-		OutChannels: 16, PosEmbedMaxSize: 32, ContextTokens: 2}
-	m, err := mmdit.New(cfg, nn.NewParams(rng.New(1)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	path := filepath.Join(dir, "student.safetensors")
-	if err := m.Save(path, "F32", nil); err != nil {
-		t.Fatal(err)
-	}
+	path := tinyStudentFile(t, dir, "F32")
 	if up, err := Open(path, 4); err != nil || up.Name() != "student.safetensors" {
 		t.Fatalf("checkpoint: %v, %v", up, err)
 	}
@@ -55,4 +46,22 @@ func TestOpen(t *testing.T) {
 	if _, err := Open(bad, 4); err == nil || !strings.Contains(err.Error(), "--model "+bad) {
 		t.Errorf("broken checkpoint: %v", err)
 	}
+}
+
+// tinyStudentFile saves a tiny random student in dir (as tsdsr train
+// distill writes one) and returns its path.
+func tinyStudentFile(t *testing.T, dir string, dtype safetensors.DType) string {
+	t.Helper()
+	cfg := mmdit.Config{SampleSize: 8, PatchSize: 2, InChannels: 16, NumLayers: 1, AttentionHeadDim: 8,
+		NumAttentionHeads: 2, JointAttentionDim: 8, CaptionProjectionDim: 16, PooledProjectionDim: 8,
+		OutChannels: 16, PosEmbedMaxSize: 32, ContextTokens: 2}
+	m, err := mmdit.New(cfg, nn.NewParams(rng.New(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "student.safetensors")
+	if err := m.Save(path, dtype, nil); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"tsdsr/imageio"
 	"tsdsr/model/taesd"
-	"tsdsr/safetensors"
 	"tsdsr/tensor"
 )
 
@@ -64,22 +62,9 @@ func runAE(ctx context.Context, args []string) error {
 		var z *tensor.Tensor
 		h, w := 0, 0
 		if mode == "decode" {
-			f, err := safetensors.Load(src)
-			if err != nil {
+			var err error
+			if z, w, h, err = taesd.LoadLatent(src); err != nil {
 				return err
-			}
-			if z, err = f.Tensor("latent"); err != nil {
-				return err
-			}
-			if z.Dim() != 4 || z.Shape[0] != 1 || z.Shape[1] != 16 {
-				return fmt.Errorf("%s: latent shape %v, want [1, 16, h, w]", src, z.Shape)
-			}
-			h, w = z.Shape[2]*taesd.Factor, z.Shape[3]*taesd.Factor
-			if hh, err := strconv.Atoi(f.Metadata["height"]); err == nil && hh > 0 && hh <= h {
-				h = hh
-			}
-			if ww, err := strconv.Atoi(f.Metadata["width"]); err == nil && ww > 0 && ww <= w {
-				w = ww
 			}
 		} else {
 			m, err := imageio.ReadFile(src, nil)
@@ -92,9 +77,7 @@ func runAE(ctx context.Context, args []string) error {
 				return err
 			}
 			if mode == "encode" {
-				meta := map[string]string{"height": strconv.Itoa(h), "width": strconv.Itoa(w), "source": filepath.Base(src),
-					"format": "raw SD3 latent from TAESD3 (multiply by 1.5305 for TSD-SR's transformer)"}
-				return safetensors.Save(dst, map[string]*tensor.Tensor{"latent": z}, meta, safetensors.F32)
+				return taesd.SaveLatent(dst, z, w, h, src)
 			}
 		}
 		y, err := dec.DecodeTiled(ctx, z, decT)

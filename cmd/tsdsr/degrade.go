@@ -5,15 +5,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"strings"
-	"sync"
-	"time"
 
 	"tsdsr/data"
 	"tsdsr/degrade"
 	"tsdsr/internal/parallel"
+	"tsdsr/internal/progress"
 )
 
 func init() {
@@ -83,9 +80,9 @@ func runDegrade(ctx context.Context, args []string) error {
 	if done > 0 {
 		fmt.Fprintf(os.Stderr, "degrade: resuming, %d of %d pairs already written\n", done, *n)
 	}
-	bar := newDegradeProgress(os.Stderr, *n, done)
-	err = dir.Write(ctx, todo, *jobs, func() { bar.add(1) })
-	bar.finish()
+	bar := progress.New(os.Stderr, "degrade", "pairs", *n, done)
+	err = dir.Write(ctx, todo, *jobs, func() { bar.Add(1) })
+	bar.Finish()
 	return err
 }
 
@@ -94,70 +91,4 @@ func degradeFlagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
-}
-
-// degradeProgress draws a one-line bar with rate and ETA, redrawn at most every
-// 200 ms on a terminal and every 10% otherwise (logs stay short).
-type degradeProgress struct {
-	w          io.Writer
-	total      int
-	start      int
-	tty        bool
-	began      time.Time
-	mu         sync.Mutex
-	done, shed int
-	last       time.Time
-}
-
-func newDegradeProgress(w *os.File, total, done int) *degradeProgress {
-	st, err := w.Stat()
-	tty := err == nil && st.Mode()&os.ModeCharDevice != 0
-	p := &degradeProgress{w: w, total: total, start: done, done: done, tty: tty, began: time.Now()}
-	p.draw(true)
-	return p
-}
-
-func (p *degradeProgress) add(n int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.done += n
-	p.draw(false)
-}
-
-func (p *degradeProgress) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.tty || p.shed != p.done {
-		p.draw(true)
-	}
-	if p.tty {
-		fmt.Fprintln(p.w)
-	}
-}
-
-func (p *degradeProgress) draw(force bool) {
-	now := time.Now()
-	if p.tty {
-		if !force && now.Sub(p.last) < 200*time.Millisecond {
-			return
-		}
-	} else if step := max(1, p.total/10); !force && p.done/step == p.shed/step {
-		return
-	}
-	p.last, p.shed = now, p.done
-	el := now.Sub(p.began).Seconds()
-	rate := float64(p.done-p.start) / max(el, 1e-9)
-	eta := "?"
-	if rate > 0 {
-		eta = time.Duration(float64(p.total-p.done) / rate * float64(time.Second)).Round(time.Second).String()
-	}
-	const width = 30
-	fill := width * p.done / max(1, p.total)
-	line := fmt.Sprintf("degrade %*d/%d [%s%s] %.1f pairs/s ETA %s", len(fmt.Sprint(p.total)), p.done, p.total,
-		strings.Repeat("#", fill), strings.Repeat("-", width-fill), rate, eta)
-	if p.tty {
-		fmt.Fprintf(p.w, "\r%s\x1b[K", line)
-	} else {
-		fmt.Fprintln(p.w, line)
-	}
 }

@@ -130,25 +130,7 @@ func runTrainPrior(ctx context.Context, args []string) error {
 	if s := c.Latents.Shape[2]; s%cfg.PatchSize != 0 || s/cfg.PatchSize > cfg.PosEmbedMaxSize {
 		return fmt.Errorf("latents of %d px (crop %d) do not fit patch %d and position grid %d", s, c.Crop, cfg.PatchSize, cfg.PosEmbedMaxSize)
 	}
-	trainSet, valSet := c.Split(*valFraction)
-	if trainSet.Len() == 0 {
-		return fmt.Errorf("no training latents in %s", *cache)
-	}
-
-	recipe := train.PriorRecipe{Model: cfg, Steps: *steps, Batch: *batch, LR: *lr, Warmup: *warmup, WeightDecay: *wd,
-		Clip: *clip, EMA: *ema, LogitMean: *logitMean, LogitStd: *logitStd,
-		Cache:       train.CacheInfo{Source: c.Source, Crop: c.Crop, Seed: c.Seed, Count: len(c.Photo)},
-		ValFraction: *valFraction, ValN: *valN, ValEvery: *valEvery, Init: *initFrom}
-	run, err := train.Open(train.Options{Dir: *out, Seed: *seed, Resume: *resume, Config: recipe})
-	if err != nil {
-		return err
-	}
-	defer run.Close()
-	if err := run.WriteJSON("config.json", cfg); err != nil {
-		return err
-	}
-	params := nn.NewParams(rng.New(*seed))
-	model, err := mmdit.New(cfg, params)
+	model, err := mmdit.New(cfg, nn.NewParams(rng.New(*seed)))
 	if err != nil {
 		return err
 	}
@@ -159,36 +141,26 @@ func runTrainPrior(ctx context.Context, args []string) error {
 			return fmt.Errorf("--init %s: %w", *initFrom, err)
 		}
 	}
+	recipe := train.PriorRecipe{Model: cfg, Steps: *steps, Batch: *batch, LR: *lr, Warmup: *warmup, WeightDecay: *wd,
+		Clip: *clip, EMA: *ema, LogitMean: *logitMean, LogitStd: *logitStd,
+		Cache:       train.CacheInfo{Source: c.Source, Crop: c.Crop, Seed: c.Seed, Count: len(c.Photo)},
+		ValFraction: *valFraction, ValN: *valN, ValEvery: *valEvery, Init: *initFrom}
 	o := def
-	o.Steps, o.Batch, o.LR, o.Warmup, o.WeightDecay, o.ClipNorm, o.EMADecay = *steps, *batch, *lr, *warmup, *wd, *clip, *ema
-	o.LogitMean, o.LogitStd, o.SaveEvery, o.EvalEvery, o.Progress = *logitMean, *logitStd, *saveEvery, *valEvery, progress
-	val := valSet.First(*valN)
-	if valSet.Len() == 0 {
-		val = nil
-	}
-	run.Log.Info("prior", "params", params.Count(), "train_latents", trainSet.Len(), "val_latents", valSet.Len(),
-		"threads", parallel.Threads())
-	if progress != nil {
-		fmt.Fprintf(progress, "prior: %d parameters, %d training / %d held-out latents of %dx%d, run in %s\n",
-			params.Count(), trainSet.Len(), valSet.Len(), c.Latents.Shape[2], c.Latents.Shape[3], *out)
-	}
-	err = train.TrainPrior(ctx, run, model.Velocity, params, trainSet, val, o)
+	o.SaveEvery = *saveEvery
+	res, err := train.RunPrior(ctx, train.PriorRun{Dir: *out, Seed: *seed, Resume: *resume, Recipe: recipe, Model: model,
+		Cache: c, CacheName: *cache, Options: o, Progress: progress})
 	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("interrupted: checkpoint saved at step %d in %s; continue with --resume", run.Step(), *out)
+		return fmt.Errorf("interrupted: checkpoint saved at step %d in %s; continue with --resume", res.Step, *out)
 	}
 	if err != nil {
 		return err
 	}
-	rows, _ := train.ReadMetrics(filepath.Join(*out, "metrics.jsonl"))
-	for i := len(rows) - 1; i >= 0; i-- {
-		if v, ok := rows[i]["val"]; ok && progress != nil {
-			fmt.Fprintf(progress, "step %d: validation loss %.4f (sigma 0.2/0.5/0.8: %.4f %.4f %.4f)\n", int(rows[i]["step"]),
-				v, rows[i]["val_0.2"], rows[i]["val_0.5"], rows[i]["val_0.8"])
-			break
-		}
+	if v := res.Val; v != nil && progress != nil {
+		fmt.Fprintf(progress, "step %d: validation loss %.4f (sigma 0.2/0.5/0.8: %.4f %.4f %.4f)\n", int(v["step"]),
+			v["val"], v["val_0.2"], v["val_0.5"], v["val_0.8"])
 	}
 	if progress != nil {
-		fmt.Fprintf(progress, "done: %d steps in %s of training; weights in %s\n", run.Step(), run.Elapsed().Round(time.Second), *out)
+		fmt.Fprintf(progress, "done: %d steps in %s of training; weights in %s\n", res.Step, res.Elapsed.Round(time.Second), *out)
 	}
 	return nil
 }

@@ -21,13 +21,32 @@ func PeakRSS() (int64, error) {
 }
 
 func parsePeakRSS(s *bufio.Scanner) (int64, error) {
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10, err
-		}
+	kb, ok := parseKB(s, "VmHWM:")
+	if !ok {
+		return 0, errors.New("sysmem: VmHWM not found")
 	}
-	return 0, errors.New("sysmem: VmHWM not found")
+	return int64(kb), nil
+}
+
+// parseKB finds the line "key N kB" of a /proc file and returns N KiB in
+// bytes.
+func parseKB(s *bufio.Scanner, key string) (uint64, bool) {
+	for s.Scan() {
+		rest, ok := strings.CutPrefix(s.Text(), key)
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(rest)
+		if len(fields) != 2 || fields[1] != "kB" {
+			return 0, false
+		}
+		kb, err := strconv.ParseUint(fields[0], 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		return kb << 10, true
+	}
+	return 0, false
 }
 
 // ResetPeakRSS resets VmHWM to the current RSS (Linux >= 4.0), so that a

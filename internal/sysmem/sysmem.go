@@ -7,8 +7,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 )
 
 // Available returns the kernel's estimate of memory available to new
@@ -23,24 +21,7 @@ func Available() (uint64, bool) {
 	return parseMemAvailable(bufio.NewScanner(f))
 }
 
-func parseMemAvailable(s *bufio.Scanner) (uint64, bool) {
-	for s.Scan() {
-		rest, ok := strings.CutPrefix(s.Text(), "MemAvailable:")
-		if !ok {
-			continue
-		}
-		fields := strings.Fields(rest)
-		if len(fields) != 2 || fields[1] != "kB" {
-			return 0, false
-		}
-		kb, err := strconv.ParseUint(fields[0], 10, 64)
-		if err != nil {
-			return 0, false
-		}
-		return kb << 10, true
-	}
-	return 0, false
-}
+func parseMemAvailable(s *bufio.Scanner) (uint64, bool) { return parseKB(s, "MemAvailable:") }
 
 // Check returns an error describing the shortfall when need bytes exceed
 // the available memory; what names the job, detail explains the need.
