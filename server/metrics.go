@@ -124,7 +124,7 @@ func (m *metrics) serve(s *Server) http.HandlerFunc {
 		for _, reason := range []string{"client_gone", "timeout"} {
 			fmt.Fprintf(b, "tsdsr_jobs_cancelled_total{reason=%q} %d\n", reason, m.cancelled[reason])
 		}
-		family("tsdsr_jobs_rejected_total", "counter", "Upscale requests refused with 429 because the queue was full.")
+		family("tsdsr_jobs_rejected_total", "counter", "Upscale requests refused with 429 because the queue or the upload slots were full.")
 		fmt.Fprintf(b, "tsdsr_jobs_rejected_total %d\n", m.rejected.Load())
 		family("tsdsr_uploads_in_progress", "gauge", "Upload bodies being read; they hold no queue slot.")
 		fmt.Fprintf(b, "tsdsr_uploads_in_progress %d\n", m.uploading.Load())

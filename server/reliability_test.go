@@ -99,6 +99,20 @@ func TestSlowUploadsHoldNoSlot(t *testing.T) {
 	waitFor(t, "the uploads to end", func() bool { return s.metrics.uploading.Load() == 0 })
 }
 
+// TestUploadSlotsAreBounded: bodies being read are bounded in number (and
+// so in memory); one more gets 429 too_many_uploads at once.
+func TestUploadSlotsAreBounded(t *testing.T) {
+	s, _ := newServer(t, Config{MaxUploads: 2})
+	addr := serveLoopback(t, s)
+	startUpload(t, addr)
+	startUpload(t, addr)
+	waitFor(t, "two uploads in progress", func() bool { return s.metrics.uploading.Load() == 2 })
+	c := startUpload(t, addr)
+	if code := statusOf(t, c); code != 429 {
+		t.Fatalf("third upload: %d, want 429", code)
+	}
+}
+
 // TestClientGoneMidUploadIs499: a client that closes during its upload is
 // logged and counted as 499, not 400 bad_body.
 func TestClientGoneMidUploadIs499(t *testing.T) {

@@ -50,6 +50,9 @@ const (
 	// per second since the start, or it gets 408.
 	DefaultUploadGrace   = 10 * time.Second
 	DefaultMinUploadRate = 32 << 10
+	// DefaultMaxUploads bounds the bodies read at once, and so their
+	// memory (MaxUploads x MaxBody).
+	DefaultMaxUploads = 32
 	// MaxScale bounds the scale option: beyond 8x a resize, not a model,
 	// does the work and the output only wastes memory.
 	MaxScale = 8
@@ -77,6 +80,10 @@ type Config struct {
 	// on average is cut off with 408.
 	UploadGrace   time.Duration
 	MinUploadRate int64
+	// MaxUploads bounds the bodies being read at once; beyond it
+	// requests get 429. Slow ones are cut off by MinUploadRate, so filling
+	// these slots takes MaxUploads connections sending at that rate.
+	MaxUploads int
 	// Workers is the number of jobs run at once; Queue is how many more
 	// may wait (negative: none). Beyond Workers+Queue requests get 429.
 	Workers, Queue int
@@ -96,6 +103,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
+	uploads chan struct{} // MaxUploads slots: bodies being read
 	admit   chan struct{} // Workers+Queue slots: requests past admission
 	work    chan struct{} // Workers slots: jobs running
 	metrics *metrics
@@ -116,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Upscaler == nil {
 		return nil, errors.New("server: no upscaler")
 	}
-	if cfg.MaxPixels < 0 || cfg.MaxOutputPixels < 0 || cfg.MaxJobMemory < 0 || cfg.MaxBody < 0 || cfg.MinUploadRate < 0 || cfg.UploadGrace < 0 {
+	if cfg.MaxPixels < 0 || cfg.MaxOutputPixels < 0 || cfg.MaxUploads < 0 || cfg.MaxJobMemory < 0 || cfg.MaxBody < 0 || cfg.MinUploadRate < 0 || cfg.UploadGrace < 0 {
 		return nil, errors.New("server: negative limit")
 	}
 	if err := sr.ValidateTiling(cfg.Model.Tile, cfg.Model.TileOverlap); err != nil {
@@ -140,6 +148,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MinUploadRate == 0 {
 		cfg.MinUploadRate = DefaultMinUploadRate
 	}
+	if cfg.MaxUploads == 0 {
+		cfg.MaxUploads = DefaultMaxUploads
+	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
 	}
@@ -158,6 +169,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger,
+		uploads: make(chan struct{}, cfg.MaxUploads),
 		admit:   make(chan struct{}, cfg.Workers+cfg.Queue),
 		work:    make(chan struct{}, cfg.Workers),
 		metrics: newMetrics(cfg.Upscaler),
@@ -226,10 +238,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{ResponseWriter: w}
 	rec.Header().Set("X-Content-Type-Options", "nosniff")
 	if !s.hostAllowed(r.Host) {
+		rec.Header().Set("Connection", "close") // do not read its body
 		// A name that merely resolves here (DNS rebinding) must not let
 		// another site's page read the answers.
 		writeError(rec, http.StatusForbidden, "bad_host", fmt.Sprintf("Host %q is not this server's; start it with --allowed-hosts to accept it", r.Host))
 	} else if err := s.cop.Check(r); err != nil {
+		rec.Header().Set("Connection", "close")
 		writeError(rec, http.StatusForbidden, "cross_origin", "cross-site requests are refused: "+err.Error())
 	} else {
 		s.mux.ServeHTTP(rec, r)
@@ -328,6 +342,7 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 			"max_job_memory":    s.cfg.MaxJobMemory,
 			"max_body":          s.cfg.MaxBody,
 			"min_upload_rate":   s.cfg.MinUploadRate,
+			"max_uploads":       s.cfg.MaxUploads,
 			"upload_grace_sec":  s.cfg.UploadGrace.Seconds(),
 			"max_scale":         MaxScale,
 			"workers":           s.cfg.Workers,

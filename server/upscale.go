@@ -57,7 +57,18 @@ func (s *Server) upscale(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("body of %d bytes exceeds the limit of %d", r.ContentLength, s.cfg.MaxBody))
 		return
 	}
+	select {
+	case s.uploads <- struct{}{}:
+	default:
+		s.metrics.rejected.Add(1)
+		// Close rather than read the body net/http would otherwise drain.
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "too_many_uploads", fmt.Sprintf("%d uploads are already being read; retry later", s.cfg.MaxUploads))
+		return
+	}
 	req, herr := s.readRequest(w, r)
+	<-s.uploads
 	if herr != nil {
 		if herr.status == statusClientClosed {
 			annotate(w, slog.String("code", herr.code))

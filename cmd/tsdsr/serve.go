@@ -23,9 +23,9 @@ func init() {
 // serveFlags are the flags shared by serve and bench-serve: the server's
 // limits and its model.
 type serveFlags struct {
-	maxPixels, maxOutputPixels, workers, queue, scale, threads, tile, tileOverlap int
-	maxBody, maxJobMemory, minUploadRate, maxMemory, model, allowedHosts          string
-	timeout, uploadGrace                                                          time.Duration
+	maxPixels, maxOutputPixels, maxUploads, workers, queue, scale, threads, tile, tileOverlap int
+	maxBody, maxJobMemory, minUploadRate, maxMemory, model, allowedHosts                      string
+	timeout, uploadGrace                                                                      time.Duration
 }
 
 func (f *serveFlags) register(fl *flag.FlagSet) {
@@ -35,6 +35,7 @@ func (f *serveFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.maxBody, "max-body", "32MiB", "largest request body, e.g. 32MiB (must be positive)")
 	fl.DurationVar(&f.uploadGrace, "upload-grace", server.DefaultUploadGrace, "time an upload may take before --min-upload-rate applies")
 	fl.StringVar(&f.minUploadRate, "min-upload-rate", "32KiB", "slowest average upload rate per second after --upload-grace; slower uploads get 408")
+	fl.IntVar(&f.maxUploads, "max-uploads", server.DefaultMaxUploads, "request bodies read at once (each up to --max-body); beyond that, 429")
 	fl.StringVar(&f.allowedHosts, "allowed-hosts", "", "comma-separated Host names accepted besides IP addresses, localhost and the --addr host (a reverse proxy's name); '*' accepts any")
 	fl.IntVar(&f.workers, "workers", server.DefaultWorkers, "jobs run at once (each uses all --threads)")
 	fl.IntVar(&f.queue, "queue", server.DefaultQueue, "jobs that may wait for a worker; beyond that, 429")
@@ -68,8 +69,8 @@ func (f *serveFlags) config(log *slog.Logger) (server.Config, error) {
 			return cfg, fmt.Errorf("--max-memory: %w", err)
 		}
 	}
-	if f.maxPixels <= 0 || f.maxOutputPixels <= 0 || f.workers <= 0 || f.queue < 0 || f.timeout <= 0 || f.uploadGrace <= 0 {
-		return cfg, errors.New("--max-pixels, --max-output-pixels, --workers, --timeout and --upload-grace must be positive, --queue not negative")
+	if f.maxPixels <= 0 || f.maxOutputPixels <= 0 || f.maxUploads <= 0 || f.workers <= 0 || f.queue < 0 || f.timeout <= 0 || f.uploadGrace <= 0 {
+		return cfg, errors.New("--max-pixels, --max-output-pixels, --max-uploads, --workers, --timeout and --upload-grace must be positive, --queue not negative")
 	}
 	if err := sr.ValidateTiling(f.tile, f.tileOverlap); err != nil {
 		return cfg, fmt.Errorf("--tile %d --tile-overlap %d: %w", f.tile, f.tileOverlap, err)
@@ -95,7 +96,7 @@ func (f *serveFlags) config(log *slog.Logger) (server.Config, error) {
 		Upscaler:  up,
 		Model:     sr.ModelOptions{Tile: f.tile, TileOverlap: f.tileOverlap, MaxMemory: mem},
 		MaxPixels: f.maxPixels, MaxOutputPixels: f.maxOutputPixels, MaxJobMemory: sizes[1],
-		MaxBody: sizes[0], UploadGrace: f.uploadGrace, MinUploadRate: sizes[2],
+		MaxBody: sizes[0], UploadGrace: f.uploadGrace, MinUploadRate: sizes[2], MaxUploads: f.maxUploads,
 		Workers: f.workers, Queue: queue, Timeout: f.timeout,
 		AllowedHosts: hosts, Logger: log,
 	}, nil
