@@ -15,7 +15,7 @@ import (
 
 // latencyBuckets are the upper bounds, in seconds, of the request latency
 // histogram: from a tiny bicubic job to a large image on the model.
-var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120}
+var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 
 // metrics are the counters behind GET /metrics, written in the Prometheus
 // text exposition format (version 0.0.4) by hand: a dozen lines do not
