@@ -15,7 +15,7 @@ import (
 
 // latencyBuckets are the upper bounds, in seconds, of the request latency
 // histogram: from a tiny bicubic job to a large image on the model.
-var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120}
+var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 
 // metrics are the counters behind GET /metrics, written in the Prometheus
 // text exposition format (version 0.0.4) by hand: a dozen lines do not
@@ -23,6 +23,7 @@ var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 type metrics struct {
 	model, scale string
 
+	uploading       atomic.Int64
 	queued, running atomic.Int64
 	rejected        atomic.Int64
 	inPixels        atomic.Int64
@@ -123,8 +124,10 @@ func (m *metrics) serve(s *Server) http.HandlerFunc {
 		for _, reason := range []string{"client_gone", "timeout"} {
 			fmt.Fprintf(b, "tsdsr_jobs_cancelled_total{reason=%q} %d\n", reason, m.cancelled[reason])
 		}
-		family("tsdsr_jobs_rejected_total", "counter", "Upscale requests refused with 429 because the queue was full.")
+		family("tsdsr_jobs_rejected_total", "counter", "Upscale requests refused with 429 because the queue or the upload slots were full.")
 		fmt.Fprintf(b, "tsdsr_jobs_rejected_total %d\n", m.rejected.Load())
+		family("tsdsr_uploads_in_progress", "gauge", "Upload bodies being read; they hold no queue slot.")
+		fmt.Fprintf(b, "tsdsr_uploads_in_progress %d\n", m.uploading.Load())
 		family("tsdsr_queue_depth", "gauge", "Decoded jobs waiting for a worker.")
 		fmt.Fprintf(b, "tsdsr_queue_depth %d\n", m.queued.Load())
 		family("tsdsr_jobs_running", "gauge", "Jobs being upscaled now.")

@@ -1,10 +1,16 @@
 // Package server is tsdsr's HTTP upscaling service: a JSON-erroring API
 // around an sr.Upscaler, Prometheus metrics, and an embedded web page.
 //
-// It is built to be left running: request bodies and decoded pixel counts
-// are bounded before heavy work, a fixed number of workers run jobs behind a
-// bounded queue (429 when full), every job has a deadline and stops when its
-// client goes away, and shutdown lets running jobs finish.
+// It is built to be left running: a request body is read whole, under a
+// size limit and a minimum upload rate, before the request may take a queue
+// slot, so slow clients cost a connection and not the service; decoded
+// input and output pixels and a job's estimated memory are bounded before
+// heavy work; a fixed number of workers run every stage of a job (model,
+// colour fix, resize, encode) behind a bounded queue (429 when full); every
+// job has a deadline, checked to the end, and stops when its client goes
+// away; requests from other sites (Origin, Sec-Fetch-Site) and with
+// unexpected Host headers (DNS rebinding) are refused; shutdown lets
+// running jobs finish.
 package server
 
 import (
@@ -12,11 +18,13 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,13 +32,27 @@ import (
 	"tsdsr/sr"
 )
 
-// Defaults for the zero fields of Config.
+// Defaults for the zero fields of Config. The default model needs about
+// 16.5 s per native output megapixel on the 2-core development VM when it
+// is otherwise idle, and up to 46 s when it is shared (docs/api.md): a
+// 640x480 input (4.9 MP at 4x) takes 81 s idle and about 225 s shared, so
+// the largest default input finishes within the default timeout alone.
 const (
-	DefaultMaxPixels = 4_000_000 // input pixels; 2000x2000 becomes 8000x8000 at 4x
-	DefaultMaxBody   = 32 << 20
-	DefaultWorkers   = 1 // each job already uses every core through internal/parallel
-	DefaultQueue     = 8
-	DefaultTimeout   = 2 * time.Minute
+	DefaultMaxPixels       = 640 * 480 // input pixels
+	DefaultMaxOutputPixels = 16 << 20  // output pixels: 4096x4096
+	DefaultMaxJobMemory    = 2 << 30   // estimated bytes of one job's image buffers
+	DefaultMaxBody         = 32 << 20
+	DefaultWorkers         = 1 // each job already uses every core through internal/parallel
+	DefaultQueue           = 8
+	DefaultTimeout         = 5 * time.Minute
+	// DefaultUploadGrace and DefaultMinUploadRate bound a body's upload:
+	// after the grace period a client must have sent MinUploadRate bytes
+	// per second since the start, or it gets 408.
+	DefaultUploadGrace   = 10 * time.Second
+	DefaultMinUploadRate = 32 << 10
+	// DefaultMaxUploads bounds the bodies read at once, and so their
+	// memory (MaxUploads x MaxBody).
+	DefaultMaxUploads = 32
 	// MaxScale bounds the scale option: beyond 8x a resize, not a model,
 	// does the work and the output only wastes memory.
 	MaxScale = 8
@@ -44,16 +66,34 @@ type Config struct {
 	// request's seed option overrides Model.Seed.
 	Model sr.ModelOptions
 	// MaxPixels bounds the input's width*height, checked from the image
-	// header before pixels are decoded. The output may hold at most
-	// MaxScale*MaxScale times as many pixels.
+	// header before pixels are decoded.
 	MaxPixels int
+	// MaxOutputPixels bounds the output's width*height, and MaxJobMemory
+	// the estimated bytes of a job's whole-image buffers (sr's
+	// MemoryEstimate plus encoding), both checked before the job queues.
+	MaxOutputPixels int
+	MaxJobMemory    int64
 	// MaxBody bounds the request body in bytes.
 	MaxBody int64
+	// UploadGrace and MinUploadRate (bytes per second) bound the upload:
+	// past the grace period, a body arriving slower than MinUploadRate
+	// on average is cut off with 408.
+	UploadGrace   time.Duration
+	MinUploadRate int64
+	// MaxUploads bounds the bodies being read at once; beyond it
+	// requests get 429. Slow ones are cut off by MinUploadRate, so filling
+	// these slots takes MaxUploads connections sending at that rate.
+	MaxUploads int
 	// Workers is the number of jobs run at once; Queue is how many more
 	// may wait (negative: none). Beyond Workers+Queue requests get 429.
 	Workers, Queue int
-	// Timeout is the per-request deadline, queueing included.
+	// Timeout is the per-request deadline from the end of the upload:
+	// queueing, decoding, the model and encoding.
 	Timeout time.Duration
+	// AllowedHosts are Host names accepted besides IP addresses and
+	// localhost (the listen host, a reverse proxy's name); "*" accepts
+	// any. Each is also a trusted origin for cross-origin requests.
+	AllowedHosts []string
 	// Logger receives one line per request; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -63,9 +103,12 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
+	uploads chan struct{} // MaxUploads slots: bodies being read
 	admit   chan struct{} // Workers+Queue slots: requests past admission
 	work    chan struct{} // Workers slots: jobs running
 	metrics *metrics
+	hosts   map[string]bool // AllowedHosts, lower case; "*" accepts any
+	cop     *http.CrossOriginProtection
 	ready   atomic.Bool
 	// avgJob is an exponential moving average of job seconds (float64
 	// bits), used to suggest Retry-After.
@@ -81,11 +124,32 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Upscaler == nil {
 		return nil, errors.New("server: no upscaler")
 	}
-	if cfg.MaxPixels <= 0 {
+	if cfg.MaxPixels < 0 || cfg.MaxOutputPixels < 0 || cfg.MaxUploads < 0 || cfg.MaxJobMemory < 0 || cfg.MaxBody < 0 || cfg.MinUploadRate < 0 || cfg.UploadGrace < 0 {
+		return nil, errors.New("server: negative limit")
+	}
+	if err := sr.ValidateTiling(cfg.Model.Tile, cfg.Model.TileOverlap); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if cfg.MaxPixels == 0 {
 		cfg.MaxPixels = DefaultMaxPixels
 	}
-	if cfg.MaxBody <= 0 {
+	if cfg.MaxOutputPixels == 0 {
+		cfg.MaxOutputPixels = DefaultMaxOutputPixels
+	}
+	if cfg.MaxJobMemory == 0 {
+		cfg.MaxJobMemory = DefaultMaxJobMemory
+	}
+	if cfg.MaxBody == 0 {
 		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.UploadGrace == 0 {
+		cfg.UploadGrace = DefaultUploadGrace
+	}
+	if cfg.MinUploadRate == 0 {
+		cfg.MinUploadRate = DefaultMinUploadRate
+	}
+	if cfg.MaxUploads == 0 {
+		cfg.MaxUploads = DefaultMaxUploads
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
@@ -105,10 +169,28 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger,
+		uploads: make(chan struct{}, cfg.MaxUploads),
 		admit:   make(chan struct{}, cfg.Workers+cfg.Queue),
 		work:    make(chan struct{}, cfg.Workers),
 		metrics: newMetrics(cfg.Upscaler),
+		hosts:   map[string]bool{},
+		cop:     http.NewCrossOriginProtection(),
 		mux:     http.NewServeMux(),
+	}
+	for _, h := range cfg.AllowedHosts {
+		h = strings.ToLower(strings.TrimSpace(h))
+		if h == "" {
+			continue
+		}
+		s.hosts[h] = true
+		if h == "*" {
+			continue
+		}
+		for _, scheme := range []string{"http://", "https://"} {
+			if err := s.cop.AddTrustedOrigin(scheme + h); err != nil {
+				return nil, fmt.Errorf("server: allowed host %q: %w", h, err)
+			}
+		}
 	}
 	s.ready.Store(true)
 	s.avgJob.Store(math.Float64bits(1))
@@ -135,6 +217,12 @@ func New(cfg Config) (*Server, error) {
 		w.Header().Set("Allow", "POST")
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST with the image as the body or a multipart field named image")
 	})
+	for _, p := range []string{"/{$}", "/healthz", "/readyz", "/v1/models", "/metrics"} {
+		s.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" "+r.URL.Path+": use GET")
+		})
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
 	})
@@ -148,7 +236,18 @@ func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w}
-	s.mux.ServeHTTP(rec, r)
+	rec.Header().Set("X-Content-Type-Options", "nosniff")
+	if !s.hostAllowed(r.Host) {
+		rec.Header().Set("Connection", "close") // do not read its body
+		// A name that merely resolves here (DNS rebinding) must not let
+		// another site's page read the answers.
+		writeError(rec, http.StatusForbidden, "bad_host", fmt.Sprintf("Host %q is not this server's; start it with --allowed-hosts to accept it", r.Host))
+	} else if err := s.cop.Check(r); err != nil {
+		rec.Header().Set("Connection", "close")
+		writeError(rec, http.StatusForbidden, "cross_origin", "cross-site requests are refused: "+err.Error())
+	} else {
+		s.mux.ServeHTTP(rec, r)
+	}
 	status := rec.status
 	if status == 0 {
 		status = http.StatusOK
@@ -167,6 +266,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", append(attrs, rec.attrs...)...)
 }
 
+// hostAllowed reports whether a request's Host may be answered: empty (an
+// HTTP/1.0 client), an IP address, localhost or a name under it (browsers
+// resolve those to loopback themselves), or one of AllowedHosts.
+func (s *Server) hostAllowed(host string) bool {
+	if host == "" || s.hosts["*"] {
+		return true
+	}
+	host = strings.ToLower(host)
+	if s.hosts[host] {
+		return true
+	}
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	name = strings.TrimSuffix(strings.Trim(name, "[]"), ".")
+	return net.ParseIP(name) != nil || name == "localhost" || strings.HasSuffix(name, ".localhost") || s.hosts[name]
+}
+
 // Serve serves on ln until ctx is cancelled, then stops accepting
 // connections and waits for running requests (at most Timeout plus a
 // grace period) before returning. /readyz fails during the drain.
@@ -174,10 +292,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       s.cfg.Timeout,
-		WriteTimeout:      s.cfg.Timeout + 30*time.Second,
-		IdleTimeout:       time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// Uploads set their own read deadline from the minimum rate and
+		// the write deadline from the end of the upload; these bound the
+		// other routes.
+		ReadTimeout:  s.cfg.UploadGrace + 10*time.Second,
+		WriteTimeout: s.cfg.Timeout + 30*time.Second,
+		IdleTimeout:  time.Minute,
+		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -216,12 +337,17 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"models": []modelInfo{{Name: s.cfg.Upscaler.Name(), Scale: s.cfg.Upscaler.Scale(), Default: true}},
 		"limits": map[string]any{
-			"max_pixels":  s.cfg.MaxPixels,
-			"max_body":    s.cfg.MaxBody,
-			"max_scale":   MaxScale,
-			"workers":     s.cfg.Workers,
-			"queue":       s.cfg.Queue,
-			"timeout_sec": s.cfg.Timeout.Seconds(),
+			"max_pixels":        s.cfg.MaxPixels,
+			"max_output_pixels": s.cfg.MaxOutputPixels,
+			"max_job_memory":    s.cfg.MaxJobMemory,
+			"max_body":          s.cfg.MaxBody,
+			"min_upload_rate":   s.cfg.MinUploadRate,
+			"max_uploads":       s.cfg.MaxUploads,
+			"upload_grace_sec":  s.cfg.UploadGrace.Seconds(),
+			"max_scale":         MaxScale,
+			"workers":           s.cfg.Workers,
+			"queue":             s.cfg.Queue,
+			"timeout_sec":       s.cfg.Timeout.Seconds(),
 		},
 	})
 }

@@ -39,6 +39,8 @@ func newServer(t testing.TB, cfg Config) (*Server, *bytes.Buffer) {
 		cfg.Upscaler = sr.Bicubic{}
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil))
+	// httptest.NewRequest's default Host.
+	cfg.AllowedHosts = append(cfg.AllowedHosts, "example.com")
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +166,7 @@ func TestUpscaleBadInputs(t *testing.T) {
 	s, _ := newServer(t, Config{MaxBody: 1 << 20, MaxPixels: 1 << 20})
 	good := encode(t, noiseImage(16, 16, 4), "png")
 	noImage, noImageType := multipartBody(t, nil, map[string]string{"scale": "2"})
+	unknown, unknownType := multipartBody(t, good, map[string]string{"foo": "bar"})
 	cases := []struct {
 		name, method, target, ctype string
 		body                        []byte
@@ -182,6 +185,8 @@ func TestUpscaleBadInputs(t *testing.T) {
 		{"format", "POST", "/v1/upscale?format=gif", "", good, 400, "bad_option"},
 		{"quality", "POST", "/v1/upscale?quality=0&format=jpeg", "", good, 400, "bad_option"},
 		{"seed", "POST", "/v1/upscale?seed=-1", "", good, 400, "bad_option"},
+		{"unknown-option", "POST", "/v1/upscale?scal=2", "", good, 400, "bad_option"},
+		{"unknown-field", "POST", "/v1/upscale", unknownType, unknown, 400, "bad_option"},
 		{"output-too-large", "POST", "/v1/upscale?width=60000", "", good, 413, "output_too_large"},
 		{"body-too-large", "POST", "/v1/upscale", "", make([]byte, 2<<20), 413, "body_too_large"},
 		{"get", "GET", "/v1/upscale", "", nil, 405, "method_not_allowed"},

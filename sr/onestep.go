@@ -150,7 +150,15 @@ func (o *OneStep) UpscaleWith(ctx context.Context, img *imageio.Image, opts *Mod
 func (o *OneStep) velocity(ctx context.Context, z *tensor.Tensor, tile, overlap int) (*tensor.Tensor, error) {
 	c, hh, ww := z.Shape[1], z.Shape[2], z.Shape[3]
 	p := o.Student.Config.PatchSize
-	if tile <= 0 || (hh <= tile && ww <= tile) {
+	// Keep tiles inside the position grid and at least a patch wide
+	// (ValidateTiling refuses such values from users; this keeps a caller
+	// that skipped it from panicking in the transformer).
+	grid := o.Student.Config.PosEmbedMaxSize * p
+	if tile <= 0 || tile > grid {
+		tile = grid
+	}
+	tile = max(tile, p)
+	if hh <= tile && ww <= tile {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}

@@ -196,10 +196,16 @@ func (p *Pipeline) UpscaleImage(ctx context.Context, in *imageio.Image) (*imagei
 		n := sw * sh
 		out := make([]float32, 0, ow*oh*3)
 		for c := range 3 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 			out = append(out, resize.Lanczos(pix[c*n:(c+1)*n], sw, sh, ow, oh)...)
 		}
 		pix = out
 		clamp01(pix)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 
 	out := &imageio.Image{Width: ow, Height: oh, Channels: in.Channels, BitDepth: in.BitDepth, Pix: pix}

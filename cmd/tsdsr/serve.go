@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"tsdsr/internal/parallel"
@@ -23,17 +24,23 @@ func init() {
 // serveFlags are the flags shared by serve and bench-serve: the server's
 // limits and its model.
 type serveFlags struct {
-	maxPixels, workers, queue, scale, threads, tile, tileOverlap int
-	maxBody, maxMemory, model                                    string
-	timeout                                                      time.Duration
+	maxPixels, maxOutputPixels, maxUploads, workers, queue, scale, threads, tile, tileOverlap int
+	maxBody, maxJobMemory, minUploadRate, maxMemory, model, allowedHosts                      string
+	timeout, uploadGrace                                                                      time.Duration
 }
 
 func (f *serveFlags) register(fl *flag.FlagSet) {
 	fl.IntVar(&f.maxPixels, "max-pixels", server.DefaultMaxPixels, "largest input in pixels, checked from the image header before decoding")
-	fl.StringVar(&f.maxBody, "max-body", "32MiB", "largest request body, e.g. 32MiB")
+	fl.IntVar(&f.maxOutputPixels, "max-output-pixels", server.DefaultMaxOutputPixels, "largest output in pixels, checked before the job queues")
+	fl.StringVar(&f.maxJobMemory, "max-job-memory", "2GiB", "largest estimated memory of one job's image buffers")
+	fl.StringVar(&f.maxBody, "max-body", "32MiB", "largest request body, e.g. 32MiB (must be positive)")
+	fl.DurationVar(&f.uploadGrace, "upload-grace", server.DefaultUploadGrace, "time an upload may take before --min-upload-rate applies")
+	fl.StringVar(&f.minUploadRate, "min-upload-rate", "32KiB", "slowest average upload rate per second after --upload-grace; slower uploads get 408")
+	fl.IntVar(&f.maxUploads, "max-uploads", server.DefaultMaxUploads, "request bodies read at once (each up to --max-body); beyond that, 429")
+	fl.StringVar(&f.allowedHosts, "allowed-hosts", "", "comma-separated Host names accepted besides IP addresses, localhost and the --addr host (a reverse proxy's name); '*' accepts any")
 	fl.IntVar(&f.workers, "workers", server.DefaultWorkers, "jobs run at once (each uses all --threads)")
 	fl.IntVar(&f.queue, "queue", server.DefaultQueue, "jobs that may wait for a worker; beyond that, 429")
-	fl.DurationVar(&f.timeout, "timeout", server.DefaultTimeout, "per-request deadline, queueing included")
+	fl.DurationVar(&f.timeout, "timeout", server.DefaultTimeout, "per-request deadline from the end of the upload: queueing, the model and encoding")
 	fl.StringVar(&f.model, "model", "", "model: a student checkpoint (.safetensors from tsdsr train distill) or a built-in name (tsdsr models); default: the embedded default model")
 	fl.IntVar(&f.scale, "scale", 4, "native model scale")
 	fl.IntVar(&f.threads, "threads", 0, "worker threads per job (0 = all cores)")
@@ -45,18 +52,35 @@ func (f *serveFlags) register(fl *flag.FlagSet) {
 // config turns the flags into a server configuration.
 func (f *serveFlags) config(log *slog.Logger) (server.Config, error) {
 	var cfg server.Config
-	body, err := parseBytes(f.maxBody)
-	if err != nil {
-		return cfg, fmt.Errorf("--max-body: %w", err)
+	var sizes [3]int64
+	for i, v := range []struct{ name, val string }{{"max-body", f.maxBody}, {"max-job-memory", f.maxJobMemory}, {"min-upload-rate", f.minUploadRate}} {
+		n, err := parseBytes(v.val)
+		if err != nil {
+			return cfg, fmt.Errorf("--%s: %w", v.name, err)
+		}
+		if n <= 0 {
+			return cfg, fmt.Errorf("--%s %s: must be positive", v.name, v.val)
+		}
+		sizes[i] = n
 	}
 	var mem int64
 	if f.maxMemory != "" {
+		var err error
 		if mem, err = parseBytes(f.maxMemory); err != nil {
 			return cfg, fmt.Errorf("--max-memory: %w", err)
 		}
 	}
-	if f.maxPixels <= 0 || f.workers <= 0 || f.queue < 0 || f.timeout <= 0 {
-		return cfg, errors.New("--max-pixels, --workers and --timeout must be positive, --queue not negative")
+	if f.maxPixels <= 0 || f.maxOutputPixels <= 0 || f.maxUploads <= 0 || f.workers <= 0 || f.queue < 0 || f.timeout <= 0 || f.uploadGrace <= 0 {
+		return cfg, errors.New("--max-pixels, --max-output-pixels, --max-uploads, --workers, --timeout and --upload-grace must be positive, --queue not negative")
+	}
+	if err := sr.ValidateTiling(f.tile, f.tileOverlap); err != nil {
+		return cfg, fmt.Errorf("--tile %d --tile-overlap %d: %w", f.tile, f.tileOverlap, err)
+	}
+	var hosts []string
+	for _, h := range strings.Split(f.allowedHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
 	}
 	up, err := models.Open(f.model, f.scale)
 	if err != nil {
@@ -72,9 +96,10 @@ func (f *serveFlags) config(log *slog.Logger) (server.Config, error) {
 	return server.Config{
 		Upscaler:  up,
 		Model:     sr.ModelOptions{Tile: f.tile, TileOverlap: f.tileOverlap, MaxMemory: mem},
-		MaxPixels: f.maxPixels, MaxBody: body,
+		MaxPixels: f.maxPixels, MaxOutputPixels: f.maxOutputPixels, MaxJobMemory: sizes[1],
+		MaxBody: sizes[0], UploadGrace: f.uploadGrace, MinUploadRate: sizes[2], MaxUploads: f.maxUploads,
 		Workers: f.workers, Queue: queue, Timeout: f.timeout,
-		Logger: log,
+		AllowedHosts: hosts, Logger: log,
 	}, nil
 }
 
@@ -103,6 +128,10 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// A name given to --addr is this server's own: browsers send it as Host.
+	if host, _, err := net.SplitHostPort(*addr); err == nil && host != "" && net.ParseIP(host) == nil {
+		cfg.AllowedHosts = append(cfg.AllowedHosts, host)
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		return err
@@ -117,7 +146,8 @@ func runServe(ctx context.Context, args []string) error {
 		}
 	}
 	log.Info("serving", "url", "http://"+ln.Addr().String()+"/", "model", cfg.Upscaler.Name(),
-		"workers", f.workers, "queue", f.queue, "max_pixels", f.maxPixels, "max_body", cfg.MaxBody, "timeout", f.timeout)
+		"workers", f.workers, "queue", f.queue, "max_pixels", f.maxPixels, "max_output_pixels", f.maxOutputPixels,
+		"max_body", cfg.MaxBody, "timeout", f.timeout)
 	err = srv.Serve(ctx, ln)
 	log.Info("stopped")
 	return err
