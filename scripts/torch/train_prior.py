@@ -212,34 +212,45 @@ def list_photos(dirs):
     return out
 
 
-def encode_photos(paths, crop, per_photo, seed, device, batch=64, log=print):
-    """per_photo random crop x crop squares (random left-right flips) of every
-    photo at least crop on each side, encoded with TAESD3 on the device.
-    Returns (raw latents float32 on the device, crop_photo, skipped names)."""
+def load_photos(paths, crop, log=print):
+    """Decodes the photos as uint8 HWC arrays; None for one smaller than crop
+    on a side or unreadable (one bad file does not stop the run)."""
     from PIL import Image
 
-    rs = np.random.default_rng(seed)
-    enc = taesd.load_encoder().to(device)
-    chunks, crop_photo, skipped, pending = [], [], [], []
+    out, skipped = [], []
+    for p in paths:
+        try:
+            img = np.asarray(Image.open(p).convert("RGB"))
+        except Exception as e:
+            log(f"skipping {p}: {e}")
+            img = None
+        if img is not None and min(img.shape[:2]) < crop:
+            img = None
+        if img is None:
+            skipped.append(os.path.basename(p))
+        out.append(img)
+    if all(i is None for i in out):
+        raise ValueError(f"no photo is at least {crop} px on each side")
+    return out, skipped
+
+
+@torch.no_grad()
+def encode_crops(enc, imgs, crop, per_photo, rs, device, batch=64):
+    """per_photo random crop x crop squares (random left-right flips) of every
+    photo, encoded with TAESD3 on the device: (raw latents [M, 16, crop/8,
+    crop/8] float32, each crop's photo index). The same photos and per_photo
+    give the same crop_photo, so a re-crop keeps the validation split."""
+    chunks, crop_photo, pending = [], [], []
 
     def flush():
         x = torch.from_numpy(np.stack(pending)).to(device).permute(0, 3, 1, 2).float().div_(255)
-        with torch.no_grad():
-            chunks.append(enc(x).float())
+        chunks.append(enc(x.contiguous()).float())
         pending.clear()
 
-    t0 = time.time()
-    for i, p in enumerate(paths):
-        try:
-            img = np.asarray(Image.open(p).convert("RGB"))
-        except Exception as e:  # one bad file does not stop the run
-            log(f"skipping {p}: {e}")
-            skipped.append(os.path.basename(p))
+    for i, img in enumerate(imgs):
+        if img is None:
             continue
         h, w = img.shape[:2]
-        if h < crop or w < crop:
-            skipped.append(os.path.basename(p))
-            continue
         for _ in range(per_photo):
             y0, x0 = int(rs.integers(0, h - crop + 1)), int(rs.integers(0, w - crop + 1))
             c = img[y0 : y0 + crop, x0 : x0 + crop]
@@ -251,10 +262,7 @@ def encode_photos(paths, crop, per_photo, seed, device, batch=64, log=print):
                 flush()
     if pending:
         flush()
-    if not chunks:
-        raise ValueError(f"no photo is at least {crop} px on each side")
-    log(f"encoded {len(crop_photo)} crops of {len(paths) - len(skipped)} photos in {time.time() - t0:.1f} s")
-    return torch.cat(chunks), crop_photo, skipped
+    return torch.cat(chunks), crop_photo
 
 
 def save_cache(path, raw, crop_photo, photos, skipped, source, crop, seed):
@@ -316,6 +324,10 @@ def parse_args(argv=None):
     ap.add_argument("--data", action="append", default=[], help="photo folder (repeatable) to crop and encode")
     ap.add_argument("--crop", type=int, default=256, help="crop side for --data (latents are crop/8)")
     ap.add_argument("--crops-per-photo", type=int, default=8)
+    ap.add_argument("--recrop-every", type=int, default=0,
+                    help="with --data: draw and encode new training crops every N steps (0: never)")
+    ap.add_argument("--time-budget", type=float, default=0,
+                    help="seconds of training: after warm-up, lower --steps to what the measured speed fits (the cosine ends on time)")
     ap.add_argument("--cache-out", help="also write the --data latents as a tsdsr latent cache here")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=8, help="latents per step, all ranks together")
@@ -333,6 +345,7 @@ def parse_args(argv=None):
     ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--time-limit", type=float, default=0, help="stop (and save) after this many seconds of training")
+    ap.add_argument("--stop-after", type=int, default=0, help="stop (and save) after this many steps of this session")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--no-bf16", action="store_true", help="float32 on CUDA (bf16 autocast is the default there)")
@@ -342,6 +355,7 @@ def parse_args(argv=None):
 
 
 RECIPE_KEYS = ["steps", "batch", "lr", "warmup", "weight_decay", "clip", "ema", "logit_mean", "logit_std",
+               "recrop_every", "time_budget",
                "seed", "val_fraction", "val_n", "cache", "data", "crop", "crops_per_photo", "init"]
 
 
@@ -351,6 +365,8 @@ def main(argv=None):
         raise SystemExit("need positive --steps, --batch and --lr")
     if bool(a.cache) == bool(a.data):
         raise SystemExit("give exactly one of --cache and --data")
+    if a.recrop_every and not a.data:
+        raise SystemExit("--recrop-every needs --data")
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     world, rank, local = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
@@ -393,7 +409,12 @@ def main(argv=None):
         raw = torch.from_numpy(raw).to(device)
     else:
         paths = list_photos(a.data)
-        raw, crop_photo, skipped = encode_photos(paths, a.crop, a.crops_per_photo, a.seed, device, log=log)
+        t0 = time.time()
+        imgs, skipped = load_photos(paths, a.crop, log=log)
+        enc = taesd.load_encoder().to(device)
+        crop_rs = np.random.default_rng(a.seed)
+        raw, crop_photo = encode_crops(enc, imgs, a.crop, a.crops_per_photo, crop_rs, device)
+        log(f"encoded {len(crop_photo)} crops of {len(paths) - len(skipped)} photos in {time.time() - t0:.1f} s")
         photos, cseed, crop, source = [os.path.basename(p) for p in paths], a.seed, a.crop, ",".join(a.data)
         if a.cache_out and main_rank:
             save_cache(a.cache_out, raw.cpu().numpy(), crop_photo, photos, skipped, source, crop, cseed)
@@ -401,7 +422,8 @@ def main(argv=None):
     if s % cfg["patch_size"] or s // cfg["patch_size"] > cfg["pos_embed_max_size"]:
         raise SystemExit(f"latents of {s} px do not fit patch {cfg['patch_size']} and grid {cfg['pos_embed_max_size']}")
     tr, va = split_by_photo(crop_photo, cseed, a.val_fraction)
-    train_set = raw[torch.tensor(tr, device=device)] * np.float32(taesd.LATENT_SCALE)
+    tr_idx = torch.tensor(tr, device=device)
+    train_set = raw[tr_idx] * np.float32(taesd.LATENT_SCALE)
     val_set = raw[torch.tensor(va, device=device)][: a.val_n if a.val_n > 0 else None] * np.float32(taesd.LATENT_SCALE) if va else None
     del raw
     sigmas = [0.2, 0.5, 0.8]
@@ -426,6 +448,10 @@ def main(argv=None):
         if ema is not None:
             ema.load_state_dict({**ckpt["ema"], "shadow": {k: v.to(device) for k, v in ckpt["ema"]["shadow"].items()}})
         step, gen_state = ckpt["step"], ckpt["generator"][rank] if rank < len(ckpt["generator"]) else None
+        if ckpt.get("recrop_state") is not None:
+            # Rebuild the training crops of the last re-crop before this step.
+            crop_rs.bit_generator.state = ckpt["recrop_state"]
+            train_set = encode_crops(enc, imgs, a.crop, a.crops_per_photo, crop_rs, device)[0][tr_idx] * np.float32(taesd.LATENT_SCALE)
         log(f"resumed at step {step}")
     net = model
     if world > 1:
@@ -438,7 +464,14 @@ def main(argv=None):
     gen.manual_seed(a.seed * 1000003 + rank)
     if gen_state is not None:
         gen.set_state(gen_state)
-    sched = cosine_warmup(a.lr, a.warmup, a.steps)
+    # The schedule's length: --steps, or what --time-budget fits (set once, after the first steps).
+    total = {"steps": a.steps if ckpt is None else ckpt.get("total_steps", a.steps),
+             "fixed": ckpt is not None and ckpt.get("total_fixed", False)}
+
+    def sched(i):
+        return cosine_warmup(a.lr, a.warmup, total["steps"])(i)
+
+    recrop_state = None if ckpt is None else ckpt.get("recrop_state")
     per_rank = a.batch // world
     log(f"prior: {n_params} parameters, {train_set.shape[0]} training / {0 if val_set is None else val_set.shape[0]} "
         f"held-out latents of {s}x{s}, {per_rank} per step on each of {world} rank(s), {device}, "
@@ -470,7 +503,8 @@ def main(argv=None):
         tmp = ckpt_path + ".tmp"
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                     "ema": ema.state_dict() if ema else None, "step": step, "generator": gens,
-                    "recipe": recipe}, tmp)
+                    "recipe": recipe, "total_steps": total["steps"], "total_fixed": total["fixed"],
+                    "recrop_state": recrop_state}, tmp)
         os.replace(tmp, ckpt_path)
         weights = ema.tensors() if ema else dict(model.named_parameters())
         write_prior(a.out, cfg, weights, {"step": step, "ema_decay": a.ema, "ema_updates": ema.updates if ema else 0,
@@ -497,12 +531,19 @@ def main(argv=None):
         log(f"step {step}: validation {m['val']:.4f} (sigma 0.2/0.5/0.8: {m['val_0.2']:.4f} {m['val_0.5']:.4f} {m['val_0.8']:.4f})")
 
     metrics = open(os.path.join(a.out, "metrics.jsonl"), "a") if main_rank else None
+    first_step = step
     t_start = time.time()
     t_log, seen_log = t_start, 0
     acc_loss, acc_norm, acc_n, skipped = 0.0, 0.0, 0, 0
     loss_sum = torch.zeros((), device=device)
     norm_sum = torch.zeros((), device=device)
-    while step < a.steps and not stop["flag"]:
+    probe = (None, None)  # (step, time) where the speed measurement starts
+    while step < total["steps"] and not stop["flag"]:
+        if a.recrop_every and step > 0 and step % a.recrop_every == 0:
+            recrop_state = crop_rs.bit_generator.state
+            t0 = time.time()
+            train_set = encode_crops(enc, imgs, a.crop, a.crops_per_photo, crop_rs, device)[0][tr_idx] * np.float32(taesd.LATENT_SCALE)
+            log(f"step {step}: new training crops in {time.time() - t0:.1f} s")
         idx = torch.randint(0, train_set.shape[0], (per_rank,), device=device, generator=gen)
         x0 = train_set[idx]
         eps = torch.randn(x0.shape, device=device, generator=gen)
@@ -510,11 +551,22 @@ def main(argv=None):
         sigma = sigmas_from_normals(z, a.logit_mean, a.logit_std)
         loss, norm, skip = train_step(fwd, model, opt, ema, sched, step, x0, eps, sigma, a.clip, autocast)
         step += 1
+        if a.time_budget > 0 and not total["fixed"]:
+            # Measure steps 20-60 of this session (after compilation), then
+            # fit the schedule to the budget with 3% to spare.
+            if step - first_step == 20:
+                probe = (step, time.time())
+            elif step - first_step == 60:
+                rate = (step - probe[0]) / (time.time() - probe[1])
+                left = a.time_budget - (time.time() - t_start)
+                total["steps"] = max(step + 1, min(a.steps, step + int(0.97 * left * rate)))
+                total["fixed"] = True
+                log(f"{rate:.2f} steps/s: training {total['steps']} steps to fit {a.time_budget:.0f} s")
         loss_sum += loss
         norm_sum += norm
         acc_n += 1
         skipped += int(skip)
-        if step % a.log_every == 0 or step == a.steps:
+        if step % a.log_every == 0 or step == total["steps"]:
             now = time.time()
             rate = (step - seen_log) * a.batch / max(now - t_log, 1e-9)
             row = {"step": step, "loss": float(loss_sum) / acc_n, "grad_norm": float(norm_sum) / acc_n,
@@ -524,8 +576,8 @@ def main(argv=None):
             if main_rank:
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
-                log(f"step {step}/{a.steps} loss {row['loss']:.4f} grad {row['grad_norm']:.3f} lr {row['lr']:.3g} "
-                    f"{rate:.0f} samples/s")
+                log(f"step {step}/{total['steps']} loss {row['loss']:.4f} grad {row['grad_norm']:.3f} lr {row['lr']:.3g} "
+                    f"{rate:.1f} samples/s")
             loss_sum.zero_()
             norm_sum.zero_()
             acc_n, skipped, t_log, seen_log = 0, 0, now, step
@@ -533,6 +585,8 @@ def main(argv=None):
             evaluate()
         if a.save_every > 0 and step % a.save_every == 0:
             checkpoint()
+        if a.stop_after > 0 and step - first_step >= a.stop_after:
+            break
         if a.time_limit > 0 and time.time() - t_start > a.time_limit:
             log(f"time limit: stopping at step {step}")
             break
