@@ -22,12 +22,14 @@ import (
 
 	"tsdsr/distill"
 	"tsdsr/flow"
+	"tsdsr/latents"
 	"tsdsr/model/mmdit"
 	"tsdsr/model/taesd"
 	"tsdsr/nn"
 	"tsdsr/rng"
 	"tsdsr/safetensors"
 	"tsdsr/tensor"
+	"tsdsr/train"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/torch/go.safetensors (then rerun scripts/torch/golden.py)")
@@ -390,5 +392,40 @@ func TestTorchParityTAESDEncoder(t *testing.T) {
 	defer tensor.NoGrad()()
 	if e := relErr(t, enc.Forward(g.tensor("img")), g.tensor("img_latent")); e > 1e-5 {
 		t.Errorf("TAESD3 encoder: relative error %.3g > 1e-5", e)
+	}
+}
+
+func TestTorchParityCacheSplitAndValidation(t *testing.T) {
+	// The script reads tsdsr's latent cache, holds out the same photos and
+	// measures the validation loss with the same fixed noise (its port of
+	// package rng), so both trainers' "val" figures are one measurement.
+	g := loadGolden(t)
+	c, err := latents.Load(filepath.Join(torchDir, "cache.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, val := c.Split(g.float("cache_val_fraction"))
+	var crops []int
+	if err := json.Unmarshal([]byte(g.f.Metadata["cache_val_crops"]), &crops); err != nil {
+		t.Fatal(err)
+	}
+	if len(crops) != val.Len() {
+		t.Fatalf("held out %d crops, the script %d", val.Len(), len(crops))
+	}
+	for i, k := range crops {
+		if val.Photo[i] != c.Photo[k] {
+			t.Fatalf("held-out crop %d is of photo %d, the script's of photo %d", i, val.Photo[i], c.Photo[k])
+		}
+	}
+	var want map[string]float64
+	if err := json.Unmarshal([]byte(g.f.Metadata["cache_val_loss"]), &want); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := loadTiny(t)
+	got := train.ValidationLoss(m.Velocity, val.X, []float32{0.2, 0.5, 0.8}, 8)
+	for _, k := range []string{"val_0.2", "val_0.5", "val_0.8", "val"} {
+		if math.Abs(got[k]-want[k]) > 1e-5*want[k] {
+			t.Errorf("%s: Go %.8g, script %.8g", k, got[k], want[k])
+		}
 	}
 }

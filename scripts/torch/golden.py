@@ -14,6 +14,7 @@ Everything is float32 on the CPU with fixed inputs:
                        (loss and gradient norm per step), sigmas of fixed normals, a TAESD3 encoding,
                        the velocity of the Go-written checkpoint and of the shipped student
   trained.safetensors  the float32 weights after the four steps
+  cache.safetensors    a tiny latent cache in tsdsr's format (held-out split and validation loss recorded)
   prior/               what the trainer ships after them: ema.safetensors (BF16) + config.json
 """
 
@@ -120,6 +121,23 @@ def main():
     g["img"] = rs.uniform(0, 1, (1, 3, 16, 16)).astype(np.float32)
     with torch.no_grad():
         g["img_latent"] = enc(torch.from_numpy(g["img"])).numpy()
+
+    # A latent cache in tsdsr's format: the held-out photos and the validation
+    # loss (fixed noise from tsdsr's generator) must be the Go trainer's.
+    raw = st.round_bf16(f32(10, 16, 8, 8))  # any F16-exact values
+    crop_photo = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    tp.save_cache(os.path.join(OUT, "cache.safetensors"), raw, crop_photo, [f"p{i}.jpg" for i in range(5)], [],
+                  "golden", 64, 7)
+    lat, cp, _, cseed, _, _ = tp.load_cache(os.path.join(OUT, "cache.safetensors"))
+    tr, va = tp.split_by_photo(cp, cseed, 0.4)
+    val = torch.from_numpy(lat[va] * np.float32(taesd.LATENT_SCALE))
+    vm = mmdit.MMDiT(TINY)
+    mmdit.load_state(vm, w0)
+    sig = [0.2, 0.5, 0.8]
+    noise = [torch.from_numpy(n) for n in tp.validation_noise(tuple(val.shape), sig)]
+    meta["cache_val_fraction"] = "0.4"
+    meta["cache_val_crops"] = json.dumps(va)
+    meta["cache_val_loss"] = json.dumps(tp.validation_loss(vm, val, noise, sig, 8))
 
     # A checkpoint Go wrote (mmdit.Save, BF16, config in the metadata) read here.
     go = os.path.join(OUT, "go.safetensors")

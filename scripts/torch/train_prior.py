@@ -456,7 +456,12 @@ def main(argv=None):
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
-    fwd = torch.compile(net) if a.compile else net
+    fwd = net
+    if a.compile:
+        if hasattr(torch, "compile"):
+            fwd = torch.compile(net)
+        else:
+            log(f"torch {torch.__version__} has no torch.compile: running eagerly")
     autocast = None
     if device.type == "cuda" and not a.no_bf16:
         autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
@@ -549,7 +554,14 @@ def main(argv=None):
         eps = torch.randn(x0.shape, device=device, generator=gen)
         z = torch.randn((per_rank,), device=device, generator=gen)
         sigma = sigmas_from_normals(z, a.logit_mean, a.logit_std)
-        loss, norm, skip = train_step(fwd, model, opt, ema, sched, step, x0, eps, sigma, a.clip, autocast)
+        try:
+            loss, norm, skip = train_step(fwd, model, opt, ema, sched, step, x0, eps, sigma, a.clip, autocast)
+        except Exception as e:  # a compiler failure must not cost the run: fall back to eager
+            if fwd is net or step != first_step:
+                raise
+            log(f"torch.compile failed ({type(e).__name__}: {str(e)[:300]}); running eagerly")
+            fwd = net
+            loss, norm, skip = train_step(fwd, model, opt, ema, sched, step, x0, eps, sigma, a.clip, autocast)
         step += 1
         if a.time_budget > 0 and not total["fixed"]:
             # Measure steps 20-60 of this session (after compilation), then
