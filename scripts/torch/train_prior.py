@@ -437,6 +437,11 @@ def main(argv=None):
     if a.init and ckpt is None:
         f = st.File(a.init)
         mmdit.load_state(model, f.tensors())
+    # The last block's context queries are never used (as in Go and diffusers): they get no
+    # gradient, so neither AdamW (Go skips parameters without one) nor DDP may wait for one.
+    for b in model.transformer_blocks:
+        if b.pre_only:
+            b.attn.add_q_proj.requires_grad_(False)
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
     opt = make_optimizer(model, a.lr, a.weight_decay)
@@ -543,7 +548,17 @@ def main(argv=None):
     loss_sum = torch.zeros((), device=device)
     norm_sum = torch.zeros((), device=device)
     probe = (None, None)  # (step, time) where the speed measurement starts
-    while step < total["steps"] and not stop["flag"]:
+    def agreed(local):
+        """Under DDP every rank must stop (or fit the budget) at the same step: rank 0's value, or any rank's stop."""
+        if world == 1:
+            return local
+        import torch.distributed as dist
+
+        t = torch.tensor([float(local)], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return t.item()
+
+    while step < total["steps"] and not agreed(stop["flag"]):
         if a.recrop_every and step > 0 and step % a.recrop_every == 0:
             recrop_state = crop_rs.bit_generator.state
             t0 = time.time()
@@ -571,7 +586,8 @@ def main(argv=None):
             elif step - first_step == 60:
                 rate = (step - probe[0]) / (time.time() - probe[1])
                 left = a.time_budget - (time.time() - t_start)
-                total["steps"] = max(step + 1, min(a.steps, step + int(0.97 * left * rate)))
+                fit = max(step + 1, min(a.steps, step + int(0.97 * left * rate)))
+                total["steps"] = int(agreed(fit if main_rank else 0))
                 total["fixed"] = True
                 log(f"{rate:.2f} steps/s: training {total['steps']} steps to fit {a.time_budget:.0f} s")
         loss_sum += loss
@@ -579,6 +595,11 @@ def main(argv=None):
         acc_n += 1
         skipped += int(skip)
         if step % a.log_every == 0 or step == total["steps"]:
+            if world > 1:  # the loss and norm of all ranks' samples
+                import torch.distributed as dist
+
+                dist.all_reduce(loss_sum)
+                loss_sum /= world
             now = time.time()
             rate = (step - seen_log) * a.batch / max(now - t_log, 1e-9)
             row = {"step": step, "loss": float(loss_sum) / acc_n, "grad_norm": float(norm_sum) / acc_n,
@@ -599,7 +620,7 @@ def main(argv=None):
             checkpoint()
         if a.stop_after > 0 and step - first_step >= a.stop_after:
             break
-        if a.time_limit > 0 and time.time() - t_start > a.time_limit:
+        if agreed(a.time_limit > 0 and time.time() - t_start > a.time_limit):
             log(f"time limit: stopping at step {step}")
             break
     if not (a.val_every > 0 and step % a.val_every == 0):
