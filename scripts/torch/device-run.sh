@@ -21,6 +21,8 @@ PY=${PYTHON:-python3}
   echo "device-run: $(date -u +%FT%TZ), tree $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -2
   $PY -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "gpus", torch.cuda.device_count())'
+  $PY -c 'import numpy; print("numpy", numpy.__version__)'
+  $PY -c 'import PIL; print("PIL", PIL.__version__)' 2>/dev/null || $PY -c 'import torchvision; print("no PIL; torchvision", torchvision.__version__)'
 } >"$LOG" 2>&1
 DATA=${DATA:-devdata}
 if [ ! -d "$DATA" ] || [ "$(ls "$DATA" | wc -l)" -lt 10 ]; then

@@ -215,12 +215,21 @@ def list_photos(dirs):
 def load_photos(paths, crop, log=print):
     """Decodes the photos as uint8 HWC arrays; None for one smaller than crop
     on a side or unreadable (one bad file does not stop the run)."""
-    from PIL import Image
+    try:
+        from PIL import Image
+
+        def decode(p):
+            return np.asarray(Image.open(p).convert("RGB"))
+    except ImportError:  # a PyTorch install without PIL usually has torchvision
+        from torchvision.io import ImageReadMode, read_image
+
+        def decode(p):
+            return read_image(p, ImageReadMode.RGB).permute(1, 2, 0).numpy()
 
     out, skipped = [], []
     for p in paths:
         try:
-            img = np.asarray(Image.open(p).convert("RGB"))
+            img = decode(p)
         except Exception as e:
             log(f"skipping {p}: {e}")
             img = None
