@@ -494,7 +494,7 @@ def main(argv=None):
     per_rank = a.batch // world
     log(f"prior: {n_params} parameters, {train_set.shape[0]} training / {0 if val_set is None else val_set.shape[0]} "
         f"held-out latents of {s}x{s}, {per_rank} per step on each of {world} rank(s), {device}, "
-        f"{'bf16 autocast' if autocast else 'float32'}{', compiled' if a.compile else ''}; "
+        f"{'bf16 autocast' if autocast else 'float32'}{', compiled' if fwd is not net else ''}; "
         f"{mmdit.forward_flops(cfg, 1, s, s) * 3 / 1e9:.2f} GFLOP per training sample")
 
     stop = {"flag": False}
