@@ -3,9 +3,9 @@ package models
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 
 	"tsdsr/internal/sysmem"
 	"tsdsr/internal/torchpt"
@@ -56,10 +56,15 @@ func LoadSD3(files SD3Files) (*sr.OneStep, error) {
 		sysmem.GB(need), sysmem.GB(sd3Headroom))); err != nil {
 		return nil, err
 	}
-	lowerGCPercent(sd3GCPercent)
-	tr, err := mmdit.LoadDir(tdir)
+	tr, pos, err := mmdit.LoadDir(tdir)
 	if err != nil {
 		return nil, err
+	}
+	if pos.Mismatch() {
+		// diffusers runs with the stored table too, so this is the
+		// checkpoint's choice, not an error; but it is not SD3's formula.
+		slog.Warn("models: SD3 transformer's stored position table differs from the computed one; using the stored table",
+			"dir", tdir, "max_diff", pos.MaxDiff)
 	}
 	vae, err := sd3vae.LoadDir(vdir)
 	if err != nil {
@@ -91,21 +96,6 @@ func LoadSD3(files SD3Files) (*sr.OneStep, error) {
 	}
 	return &sr.OneStep{AE: sr.SD3VAE{VAE: vae}, Student: tr, Prompt: prompt, Pooled: pooled,
 		LatentScale: float32(vae.Config.ScalingFactor), ModelName: "tsdsr-sd3", Tile: tile, Overlap: overlap}, nil
-}
-
-// sd3GCPercent bounds garbage while SD3 runs. Its weights are most of the
-// live heap, and Go's default GOGC=100 lets garbage grow to the live size
-// before collecting: 8 GB of transient activations on top of 8 GB of
-// weights (measured: 14.8 GB peak RSS for a 128 -> 512 upscale; 20 keeps
-// the slack near 1.7 GB).
-const sd3GCPercent = 20
-
-// lowerGCPercent sets the collector's percent to p unless it is already
-// lower (or off), leaving a user's stricter GOGC alone.
-func lowerGCPercent(p int) {
-	if old := debug.SetGCPercent(p); old >= 0 && old < p {
-		debug.SetGCPercent(old)
-	}
 }
 
 // float32Bytes is the float32 size of every tensor of the diffusers

@@ -194,6 +194,7 @@ func runUpscale(ctx context.Context, args []string) error {
 			return errors.New("--sd3 needs --lora DIR (TSD-SR's transformer.safetensors) and --embeds DIR (prompt_embeds.pt, pool_embeds.pt)")
 		}
 		sd3.Tile, sd3.Overlap = tile, tileOverlap
+		lowerGCPercent(sd3GCPercent)
 		if up, err = models.LoadSD3(sd3); err != nil {
 			return err
 		}

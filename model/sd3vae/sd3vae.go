@@ -178,7 +178,7 @@ func newResnet(p *nn.Params, groups, in, out int) *resnet {
 // convRun.run), adding the shortcut band by band.
 func (r *resnet) forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	a, b := stats(r.norm1, x)
-	h := newAct(x.Shape[0], r.conv1.Weight.Shape[0], x.Shape[2], x.Shape[3])
+	h := tensor.New(x.Shape[0], r.conv1.Weight.Shape[0], x.Shape[2], x.Shape[3])
 	if err := same(r.conv1).bind(feed{x: x, a: a, b: b, silu: true}).run(ctx, h, nil); err != nil {
 		return nil, err
 	}
@@ -189,7 +189,6 @@ func (r *resnet) forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor,
 		post = func(n, r0, r1 int, band []float32) {
 			s := sc.band(n, r0, r1)
 			addTo(band, s.Data)
-			spent(len(s.Data))
 		}
 	}
 	if err := same(r.conv2).bind(feed{x: h, a: a, b: b, silu: true}).run(ctx, h, post); err != nil {
@@ -383,7 +382,7 @@ func newDecoder(p *nn.Params, cfg Config) *coder {
 // conv runs op on f into a new activation.
 func conv(ctx context.Context, op convOp, f feed) (*tensor.Tensor, error) {
 	c := op.bind(f)
-	out := newAct(f.x.Shape[0], c.cout, c.ho, c.wo)
+	out := tensor.New(f.x.Shape[0], c.cout, c.ho, c.wo)
 	if err := c.run(ctx, out, nil); err != nil {
 		return nil, err
 	}
@@ -564,10 +563,10 @@ func shapeOf(t *tensor.Tensor) any {
 // MemoryEstimate is the peak memory, in bytes, of the activations of
 // encoding an h x w image and of decoding the latents of one, including
 // the input and output, plus band scratch (not the weights: 335 MB for
-// SD3, nor tensor's per-thread im2col buffers, a few MB each). The
-// collections of newAct keep the Go heap near it: SD3 at 256x256 peaked
-// 226 MB above the weights for an encode and 276 MB for a decode,
-// against estimates of 235 and 268 MB (without them: 671 and 715 MB).
+// SD3, nor tensor's per-thread im2col buffers, a few MB each). The Go
+// heap exceeds it by the garbage the collector lets build up (GOGC): the
+// package never calls the collector itself, so a program that runs SD3
+// chooses its own trade-off (tsdsr's CLI lowers GOGC for --sd3).
 //
 // Every step holds its input and output maps at 4 bytes per value: a
 // resnet holds x and h (h takes conv2's output in place), a resampler its
@@ -580,9 +579,8 @@ func shapeOf(t *tensor.Tensor) any {
 func (c Config) MemoryEstimate(h, w int) (encode, decode int64) {
 	boc, f := c.BlockOutChannels, c.Factor()
 	mapB := func(ch, hh, ww int) int64 { return 4 * int64(ch) * int64(hh) * int64(ww) }
-	// Input band, current and pending output bands, shortcut band, and
-	// the band buffers spent before a collection.
-	scratch := 4*4*int64(bandElems) + int64(gcBytes)
+	// Input band, current and pending output bands, shortcut band.
+	scratch := 4 * 4 * int64(bandElems)
 	mid := func(ch, hh, ww int) int64 {
 		n := int64(2) // resnets
 		if c.MidBlockAddAttention {
