@@ -95,7 +95,8 @@ func LoadSD3(files SD3Files) (*sr.OneStep, error) {
 		overlap = 8
 	}
 	return &sr.OneStep{AE: sr.SD3VAE{VAE: vae}, Student: tr, Prompt: prompt, Pooled: pooled,
-		LatentScale: float32(vae.Config.ScalingFactor), ModelName: "tsdsr-sd3", Tile: tile, Overlap: overlap}, nil
+		LatentScale: float32(vae.Config.ScalingFactor), ModelName: "tsdsr-sd3", Tile: tile, Overlap: overlap,
+		Official: true}, nil
 }
 
 // float32Bytes is the float32 size of every tensor of the diffusers
