@@ -34,6 +34,11 @@ type SD3Files struct {
 	LoRAAlpha float64
 	// Tile and Overlap are the latent tiling (0: TSD-SR's 64 and 8).
 	Tile, Overlap int
+	// BF16 keeps the transformer's linear weights as bfloat16 after the
+	// LoRA merge (see mmdit.Model.CompactBF16): 4.1 GB less memory while
+	// upscaling, outputs within about 1e-3 of float32 weights (TSD-SR's
+	// own default precision is fp16). Loading still reads float32.
+	BF16 bool
 }
 
 // sd3Headroom is the activation memory reserved on top of the weights when
@@ -75,6 +80,9 @@ func LoadSD3(files SD3Files) (*sr.OneStep, error) {
 	}
 	if err := mergeLoRA(vae.Params, filepath.Join(files.LoRA, "vae.safetensors"), files.LoRAAlpha, false); err != nil {
 		return nil, err
+	}
+	if files.BF16 {
+		tr.CompactBF16()
 	}
 	prompt, pooled, err := LoadEmbeds(files.Embeds)
 	if err != nil {

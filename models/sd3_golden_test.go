@@ -173,3 +173,25 @@ func TestGoldenPipelineStages(t *testing.T) {
 		})
 	}
 }
+
+// TestGoldenBF16 loads the golden model with bfloat16 transformer weights
+// (after the LoRA merge): the velocity stays within bfloat16 precision of
+// the script's float32 one.
+func TestGoldenBF16(t *testing.T) {
+	files := goldenFiles(t)
+	files.BF16 = true
+	up, err := LoadSD3(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := loadGolden(t, filepath.Join("pipeline", "A.safetensors"))
+	v, err := up.Velocity(context.Background(), get(t, f, "lr_latent"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := relErr(v.Data, get(t, f, "velocity").Data)
+	t.Logf("velocity with bfloat16 weights: relative error %.3g", e)
+	if e == 0 || e > 1e-2 {
+		t.Errorf("velocity with bfloat16 weights: relative error %.3g, want bfloat16-sized (0, 1e-2]", e)
+	}
+}

@@ -235,3 +235,32 @@ func firstN(s []string, n int) []string {
 	}
 	return s
 }
+
+// CompactBF16 keeps every linear layer's weight as bfloat16 (see
+// tensor.CompactBF16), halving the model's memory (SD3-medium: 8.1 GB of
+// float32 weights, 4.1 GB after) while it still computes in float32. The
+// weights are rounded, so outputs move by about 1e-3 relative; merge LoRA
+// adapters first; the model is frozen (no training, and no saving: the
+// compacted weights have no float32 data). It returns the bytes freed.
+// Convolution, biases and the learned prompt stay float32.
+func (m *Model) CompactBF16() int64 {
+	m.Params.Freeze()
+	ls := []*nn.Linear{m.timeL1, m.timeL2, m.textL1, m.textL2, m.ctxEmbed, m.normOut, m.projOut}
+	for _, b := range m.blocks {
+		ls = append(ls, b.norm1, b.norm1Ctx, b.toQ, b.toK, b.toV, b.toOut, b.addQ, b.addK, b.addV, b.ff0, b.ff2)
+		if !b.preOnly {
+			ls = append(ls, b.toAddOut, b.ffCtx0, b.ffCtx2)
+		}
+	}
+	var freed int64
+	for _, l := range ls {
+		if l.LoRA != nil && !l.LoRA.Merged() {
+			panic("mmdit.CompactBF16: merge the LoRA adapters first")
+		}
+		if !l.Weight.IsBF16() {
+			freed += 2 * int64(len(l.Weight.Data))
+			l.Weight.CompactBF16()
+		}
+	}
+	return freed
+}

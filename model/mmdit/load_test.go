@@ -145,3 +145,49 @@ func TestLoadDirStoredPositions(t *testing.T) {
 		t.Errorf("mis-sized table: %v", err)
 	}
 }
+
+// TestCompactBF16 checks that a compacted model computes with the
+// bfloat16-rounded weights: the same output as the float32 model whose
+// linear weights were rounded, and within bfloat16 precision of the
+// original.
+func TestCompactBF16(t *testing.T) {
+	// Weights of std 1/sqrt(fan_in), so the error stays bfloat16-sized.
+	tame := func() *Model {
+		m := sd3Like(t)
+		for _, p := range m.Params.List() {
+			if p.T.Dim() == 2 {
+				s := float32(1 / (0.2 * math.Sqrt(float64(p.T.Shape[1]))))
+				for i := range p.T.Data {
+					p.T.Data[i] *= s
+				}
+			}
+		}
+		return m
+	}
+	m, ref := tame(), tame()
+	for _, p := range ref.Params.List() {
+		if p.T.Dim() == 2 {
+			for i, v := range p.T.Data {
+				p.T.Data[i] = tensor.BF16ToF32(tensor.F32ToBF16(v))
+			}
+		}
+	}
+	orig := tame()
+	r := rng.New(8)
+	x, ctx, pooled := randT(r, 1, 16, 8, 6), randT(r, 1, 5, 24), randT(r, 1, 12)
+	want, base := ref.Forward(x, []float32{700}, ctx, pooled), orig.Forward(x, []float32{700}, ctx, pooled)
+	freed := m.CompactBF16()
+	if freed <= 0 || m.CompactBF16() != 0 {
+		t.Fatalf("freed %d bytes, then again", freed)
+	}
+	got := m.Forward(x, []float32{700}, ctx, pooled)
+	if d := maxDiff(got, want); d != 0 {
+		t.Errorf("compacted model differs from the rounded float32 one by %g", d)
+	}
+	scale := maxDiff(base, tensor.New(base.Shape...))
+	if d := maxDiff(got, base) / scale; d == 0 || d > 2e-2 {
+		t.Errorf("compacted vs float32 model: %g relative, want bfloat16-sized", d)
+	} else {
+		t.Logf("compacted vs float32 model: %.3g relative", d)
+	}
+}
