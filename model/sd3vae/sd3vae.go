@@ -389,40 +389,84 @@ func conv(ctx context.Context, op convOp, f feed) (*tensor.Tensor, error) {
 	return out, nil
 }
 
+// forward runs the coder on x. Stages whose maps exceed streamAbove run
+// streamed (see stream.go), one sample at a time; the others store their
+// output whole.
 func (e *coder) forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
-	h, err := conv(ctx, same(e.convIn), feed{x: x})
+	if n := x.Shape[0]; n > 1 && e.mayStream(x) {
+		outs := make([]*tensor.Tensor, n)
+		for i := range n {
+			var err error
+			if outs[i], err = e.forward(ctx, tensor.Slice(x, 0, i, i+1)); err != nil {
+				return nil, err
+			}
+		}
+		return tensor.Concat(0, outs...), nil
+	}
+	cur, err := convAct(ctx, same(e.convIn), act{t: x}, feed{})
 	if err != nil {
 		return nil, err
 	}
+	mid := func() error {
+		t, err := cur.stored(ctx) // the mid block (attention) is at the smallest size
+		if err == nil {
+			t, err = e.mid.forward(ctx, t)
+		}
+		cur = act{t: t}
+		return err
+	}
 	if !e.down {
-		if h, err = e.mid.forward(ctx, h); err != nil {
+		if err := mid(); err != nil {
 			return nil, err
 		}
 	}
 	for _, lv := range e.levels {
 		for _, r := range lv.resnets {
-			if h, err = r.forward(ctx, h); err != nil {
+			if cur, err = resnetAct(ctx, r, cur); err != nil {
 				return nil, err
 			}
 		}
 		switch {
 		case lv.resample == nil:
 		case e.down: // pad (0, 1, 0, 1), then 3x3 stride 2
-			h, err = conv(ctx, convOp{l: lv.resample, stride: 2, pb: 1, pr: 1}, feed{x: h})
+			cur, err = convAct(ctx, convOp{l: lv.resample, stride: 2, pb: 1, pr: 1}, cur, feed{})
 		default: // nearest 2x, then 3x3
-			h, err = conv(ctx, same(lv.resample), feed{x: h, up: true})
+			cur, err = convAct(ctx, same(lv.resample), cur, feed{up: true})
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	if e.down {
-		if h, err = e.mid.forward(ctx, h); err != nil {
+		if err := mid(); err != nil {
 			return nil, err
 		}
 	}
-	a, b := stats(e.normOut, h)
-	return conv(ctx, same(e.convOut), feed{x: h, a: a, b: b, silu: true})
+	a, b, err := normAct(ctx, e.normOut, cur)
+	if err != nil {
+		return nil, err
+	}
+	if cur, err = convAct(ctx, same(e.convOut), cur, feed{a: a, b: b, silu: true}); err != nil {
+		return nil, err
+	}
+	return cur.stored(ctx)
+}
+
+// mayStream reports whether some map of one sample of x's pass could
+// exceed streamAbove: the widest level at the image's full size.
+func (e *coder) mayStream(x *tensor.Tensor) bool {
+	h, w := x.Shape[2], x.Shape[3]
+	if !e.down {
+		f := 1 << (len(e.levels) - 1)
+		h, w = h*f, w*f
+	}
+	widest := 0
+	for _, lv := range e.levels {
+		for _, r := range lv.resnets {
+			widest = max(widest, r.conv1.Weight.Shape[0], r.conv1.Weight.Shape[1])
+		}
+	}
+	return mapBytes(2*widest, h, w) > streamAbove
 }
 
 // VAE is the autoencoder. Its methods may be called concurrently.
@@ -561,7 +605,9 @@ func shapeOf(t *tensor.Tensor) any {
 }
 
 // MemoryEstimate is the peak memory, in bytes, of the activations of
-// encoding an h x w image and of decoding the latents of one, including
+// encoding an h x w image and of decoding the latents of one with every
+// map stored (as every image up to 1024x1024 runs; larger ones stream
+// the maps above streamAbove, see stream.go, and stay below), including
 // the input and output, plus band scratch (not the weights: 335 MB for
 // SD3, nor tensor's per-thread im2col buffers, a few MB each). The Go
 // heap exceeds it by the garbage the collector lets build up (GOGC): the
