@@ -16,9 +16,11 @@
 //
 // Large images are handled whole, layer by layer, in bands of rows (see
 // groupnorm.go): GroupNorm statistics are those of the whole image, as
-// TSD-SR's tiled VAE requires (per-tile statistics shift colours), and
-// memory is the activations only, about 1.5 KB per output pixel for a SD3
-// decode (MemoryEstimate).
+// TSD-SR's tiled VAE requires (per-tile statistics shift colours). Maps
+// up to 1.25 GB are stored (about 1.5 KB per output pixel for a SD3
+// decode, MemoryEstimate); larger ones are streamed in row bands and
+// recomputed after an exact statistics pass for each GroupNorm (see
+// stream.go), so memory stays bounded at any size, at the price of time.
 package sd3vae
 
 import (
