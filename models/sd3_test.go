@@ -106,7 +106,7 @@ func TestSD3EndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := mmdit.LoadDir(filepath.Join(files.SD3, "transformer"))
+	base, _, err := mmdit.LoadDir(filepath.Join(files.SD3, "transformer"))
 	if err != nil {
 		t.Fatal(err)
 	}

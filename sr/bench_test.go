@@ -13,6 +13,8 @@ package sr
 import (
 	"context"
 	"fmt"
+	"math"
+	"os"
 	"runtime/debug"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"tsdsr/flow"
 	"tsdsr/imageio"
 	"tsdsr/internal/benchutil"
+	"tsdsr/internal/gemm"
 	"tsdsr/internal/sysmem"
 	"tsdsr/model/mmdit"
 	"tsdsr/model/sd3vae"
@@ -104,7 +107,7 @@ func stageTimes(b *testing.B, o *OneStep, x *tensor.Tensor) float64 {
 		}
 		z = tensor.Scale(z, o.latentScale())
 		t1 := time.Now()
-		v, _ := o.velocity(ctx, z, o.Tile, o.Overlap)
+		v, _ := o.tiledVelocity(ctx, z, o.Tile, o.Overlap)
 		t2 := time.Now()
 		if _, err := o.AE.Decode(ctx, tensor.Scale(tensor.Sub(z, v), 1/o.latentScale())); err != nil {
 			b.Fatal(err)
@@ -117,22 +120,31 @@ func stageTimes(b *testing.B, o *OneStep, x *tensor.Tensor) float64 {
 	b.ReportMetric(enc.Seconds()/tot, "encode_share")
 	b.ReportMetric(stu.Seconds()/tot, "student_share")
 	b.ReportMetric(dec.Seconds()/tot, "decode_share")
+	b.ReportMetric(enc.Seconds()/float64(b.N), "encode_s")
+	b.ReportMetric(stu.Seconds()/float64(b.N), "student_s")
+	b.ReportMetric(dec.Seconds()/float64(b.N), "decode_s")
 	return stu.Seconds() / float64(b.N)
 }
 
-// BenchmarkSD3Medium is the official TSD-SR model's cost on 2 cores:
-// SD3-medium's transformer (2 B parameters) and VAE (84 M) in float32 with
-// random weights - the same arithmetic as the released ones - upscaling
-// 128 -> 512 (one 64x64 latent tile, TSD-SR's) with its 333-token prompt.
-// It needs about 11 GB of memory and minutes:
+// BenchmarkSD3Medium is the official TSD-SR model's cost on this machine:
+// SD3-medium's transformer (2 B parameters, kept as bfloat16 as
+// --sd3-bf16 keeps it) and VAE (84 M, float32) with random weights - the
+// same arithmetic as the released ones - on TSD-SR's rules (Official),
+// with its 333-token prompt. It reports the peak RSS of the upscale (not
+// of building the model, which holds float32 weights until compacted),
+// the seconds of each stage and the transformer's GFLOP/s next to a
+// 1024^3 GEMM timed in the same run. 128 -> 512 (one 64x64 latent tile)
+// needs about 11 GB to build and minutes; 1024 -> 4096 (100 tiles and a
+// streamed VAE) takes hours on 2 cores and runs only when
+// TSDSR_BENCH_SD3_4096=1:
 //
 //	GOEXPERIMENT=simd go test -run '^$' -bench SD3Medium -benchtime 1x ./sr/
 func BenchmarkSD3Medium(b *testing.B) {
-	if err := sysmem.Check(11<<30, "BenchmarkSD3Medium", "SD3-medium in float32"); err != nil {
+	if err := sysmem.Check(11<<30, "BenchmarkSD3Medium", "SD3-medium in float32 while it is built"); err != nil {
 		b.Skip(err)
 	}
 	defer tensor.NoGrad()()
-	defer debug.SetGCPercent(debug.SetGCPercent(20)) // as models.LoadSD3 does
+	defer debug.SetGCPercent(debug.SetGCPercent(20)) // as tsdsr upscale --sd3 does
 	t0 := time.Now()
 	tr, err := mmdit.New(mmdit.SD3Medium(), nn.NewParams(rng.New(1)))
 	if err != nil {
@@ -142,20 +154,50 @@ func BenchmarkSD3Medium(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	freed := tr.CompactBF16()
+	debug.FreeOSMemory() // return the float32 weights before measuring
 	prompt, pooled := tensor.New(1, 333, 4096), tensor.New(1, 2048)
 	rng.New(3).FillNormal(prompt.Data, 0, 1)
 	rng.New(4).FillNormal(pooled.Data, 0, 1)
 	o := &OneStep{AE: SD3VAE{VAE: vae}, Student: tr, Prompt: prompt, Pooled: pooled,
-		LatentScale: float32(vae.Config.ScalingFactor), Tile: 64, Overlap: 8}
-	b.Logf("built SD3-medium (%d + %d parameters) in %.0f s, RSS %.0f MB", tr.Params.Count(), vae.Params.Count(),
-		time.Since(t0).Seconds(), benchutil.PeakRSS()/1e6)
-	x := tensor.New(1, 3, 512, 512)
-	rng.New(5).FillUniform(x.Data, 0, 1)
-	benchutil.ResetPeakRSS()
-	b.ResetTimer()
-	stu := stageTimes(b, o, x)
-	b.ReportMetric(benchutil.PeakRSS()/1e9, "peak_RSS_GB")
-	withPrompt := tr.Config
-	withPrompt.ContextTokens = prompt.Shape[1]
-	b.ReportMetric(withPrompt.ForwardFLOPs(1, 64, 64)/stu/1e9, "transformer_GFLOP/s")
+		LatentScale: float32(vae.Config.ScalingFactor), Tile: 64, Overlap: 8, Official: true}
+	b.Logf("built SD3-medium (%d + %d parameters, %.1f GB freed by bfloat16) in %.0f s, peak RSS while building %.2f GB", tr.Params.Count(),
+		vae.Params.Count(), float64(freed)/1e9, time.Since(t0).Seconds(), benchutil.PeakRSS()/1e9)
+	sides := []int{128}
+	if os.Getenv("TSDSR_BENCH_SD3_4096") == "1" {
+		sides = append(sides, 1024)
+	}
+	for _, side := range sides {
+		b.Run(fmt.Sprintf("%dto%d", side, 4*side), func(b *testing.B) {
+			x := tensor.New(1, 3, 4*side, 4*side)
+			rng.New(5).FillUniform(x.Data, 0, 1)
+			benchutil.ResetPeakRSS()
+			stu := stageTimes(b, o, x)
+			b.ReportMetric(benchutil.PeakRSS()/1e9, "peak_RSS_GB")
+			withPrompt := tr.Config
+			withPrompt.ContextTokens = prompt.Shape[1]
+			h := side / 2 // latent side
+			tiles := len(tileStarts(h, min(64, h), 56)) * len(tileStarts(h, min(64, h), 56))
+			if h*h <= 64*64 {
+				tiles = 1
+			}
+			b.ReportMetric(float64(tiles)*withPrompt.ForwardFLOPs(1, min(64, h), min(64, h))/stu/1e9, "transformer_GFLOP/s")
+			b.ReportMetric(gemmRate(), "gemm_GFLOP/s")
+		})
+	}
+}
+
+// gemmRate is the best of three 1024^3 float32 GEMMs, in GFLOP/s: the
+// engine's own peak in this run, to read the transformer's rate against.
+func gemmRate() float64 {
+	const n = 1024
+	a, c := make([]float32, n*n), make([]float32, n*n)
+	rng.New(7).FillUniform(a, -1, 1)
+	best := time.Duration(math.MaxInt64)
+	for range 3 {
+		t0 := time.Now()
+		gemm.Sgemm(false, false, n, n, n, 1, a, n, a, n, 0, c, n)
+		best = min(best, time.Since(t0))
+	}
+	return 2 * n * n * n / best.Seconds() / 1e9
 }

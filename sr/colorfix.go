@@ -121,11 +121,19 @@ func AdaINColorFix(content, style []float32, w, h int) []float32 {
 	if len(content) != len(style) || len(content)%(w*h) != 0 {
 		panic("sr: AdaINColorFix: mismatched planes")
 	}
-	n := w * h
+	return adain(content, w*h, style, w*h)
+}
+
+// adain is AdaINColorFix with planes of n content and m style values (the
+// style only contributes its statistics, so its size may differ).
+func adain(content []float32, n int, style []float32, m int) []float32 {
+	if len(content)%n != 0 || len(style)%m != 0 || len(content)/n != len(style)/m {
+		panic("sr: AdaINColorFix: mismatched planes")
+	}
 	out := make([]float32, len(content))
-	for p := 0; p < len(content); p += n {
+	for p, q := 0, 0; p < len(content); p, q = p+n, q+m {
 		mc, sc := meanStd(content[p : p+n])
-		ms, ss := meanStd(style[p : p+n])
+		ms, ss := meanStd(style[q : q+m])
 		k := ss / sc
 		for i, v := range content[p : p+n] {
 			out[p+i] = float32((float64(v)-mc)*k + ms)

@@ -38,6 +38,15 @@ type OneStep struct {
 	// Tile and Overlap are the default latent tiling of the student (in
 	// latent pixels); ModelOptions override them per call.
 	Tile, Overlap int
+	// Official makes the pipeline compute what TSD-SR's own script
+	// (test/test_tsdsr.py) computes, for its released model: the working
+	// size of OfficialWorkingSize (small inputs enlarged, sides rounded
+	// down to 8, no padding) with the result resized back to 4x by
+	// PILBicubic, the script's latent tiling and Gaussian (see
+	// officialVelocity) and its colour-fix sources (see ColorSource).
+	// Without it the built-in students' rules apply: inputs padded to
+	// Multiple(), exact 4x, rectangular edge tiles.
+	Official bool
 }
 
 // Autoencoder maps images to SD3 latents and back: x [1, 3, H, W] in
@@ -78,7 +87,24 @@ func (o *OneStep) Scale() int { return 4 }
 // Multiple makes 4x sides multiples of the autoencoder's 8 and the latent
 // a multiple of the transformer's patch.
 func (o *OneStep) Multiple() int {
+	if o.Official {
+		return 1 // any size: the working size is rounded instead
+	}
 	return o.AE.Factor() * o.Student.Config.PatchSize / 4
+}
+
+// OfficialWorkingSize is the size test_tsdsr.py runs its model at for a
+// w x h input: an input with a side under 128 (process_size 512 / 4) is
+// first scaled so that its short side is 128, the products truncated to
+// integers; then the size is multiplied by 4 and each side rounded down
+// to a multiple of 8.
+func OfficialWorkingSize(w, h int) (ww, wh int) {
+	const short = 512 / 4
+	if w < short || h < short {
+		s := float64(short) / float64(min(w, h))
+		w, h = int(s*float64(w)), int(s*float64(h))
+	}
+	return 4 * w / 8 * 8, 4 * h / 8 * 8
 }
 
 // Upscale runs with the default tiling.
@@ -95,6 +121,13 @@ func (o *OneStep) UpscaleWith(ctx context.Context, img *imageio.Image, opts *Mod
 	if k := o.Multiple(); img.Width%k != 0 || img.Height%k != 0 {
 		return nil, fmt.Errorf("sr: %dx%d image: sides must be multiples of %d", img.Width, img.Height, k)
 	}
+	w, h := 4*img.Width, 4*img.Height
+	if o.Official {
+		w, h = OfficialWorkingSize(img.Width, img.Height)
+		if w < 8 || h < 8 {
+			return nil, fmt.Errorf("sr: %dx%d image is too small for the official working size", img.Width, img.Height)
+		}
+	}
 	tile, overlap := o.Tile, o.Overlap
 	if opts != nil && opts.Tile > 0 {
 		tile = opts.Tile
@@ -103,7 +136,6 @@ func (o *OneStep) UpscaleWith(ctx context.Context, img *imageio.Image, opts *Mod
 		overlap = opts.TileOverlap
 	}
 	defer tensor.NoGrad()()
-	w, h := 4*img.Width, 4*img.Height
 	x := tensor.New(1, 3, h, w)
 	n := img.Width * img.Height
 	rgb := img.RGB()
@@ -123,7 +155,7 @@ func (o *OneStep) UpscaleWith(ctx context.Context, img *imageio.Image, opts *Mod
 	var verr error
 	z := flow.OneStep(func(x *tensor.Tensor, _ []float32) *tensor.Tensor {
 		// predict supplies t = 1000 to every tile.
-		v, err := o.velocity(ctx, x, tile, overlap)
+		v, err := o.tiledVelocity(ctx, x, tile, overlap)
 		if verr = err; err != nil {
 			return x
 		}
@@ -141,14 +173,67 @@ func (o *OneStep) UpscaleWith(ctx context.Context, img *imageio.Image, opts *Mod
 	for i, v := range y.Data {
 		out.Pix[i] = min(max(v, 0), 1)
 	}
+	if ow, oh := 4*img.Width, 4*img.Height; ow != w || oh != h {
+		// The script resizes its 8-bit result with PIL's default filter;
+		// here the float image is resized and rounded once, at the end.
+		pix := make([]float32, 0, 3*ow*oh)
+		for c := range 3 {
+			pix = append(pix, PILBicubic(out.Pix[c*w*h:(c+1)*w*h], w, h, ow, oh)...)
+		}
+		clamp01(pix)
+		out = &imageio.Image{Width: ow, Height: oh, Channels: 3, Pix: pix}
+	}
 	return out, nil
+}
+
+// ColorSource returns the planes the colour fix reads for an Official
+// model, as test_tsdsr.py does: the wavelet fix takes its low frequencies
+// from PIL's bicubic of the input at the output size, AdaIN its statistics
+// from the input itself. It returns nil (the pipeline's default, the
+// PyTorch bicubic at the output size) for the built-in students.
+func (o *OneStep) ColorSource(fix ColorFix, rgb []float32, w, h, ow, oh int) []float32 {
+	if !o.Official {
+		return nil
+	}
+	if fix == ColorFixAdaIN {
+		return rgb
+	}
+	n := w * h
+	out := make([]float32, 0, len(rgb)/n*ow*oh)
+	for p := 0; p < len(rgb); p += n {
+		out = append(out, PILBicubic(rgb[p:p+n], w, h, ow, oh)...)
+	}
+	clamp01(out)
+	return out
+}
+
+// Velocity is the student's velocity over scaled latents zL [1, 16, h, w]
+// at t = 1000, tiled as UpscaleWith tiles it (opts may be nil): the
+// decoder then reads (zL - v) / LatentScale.
+func (o *OneStep) Velocity(ctx context.Context, zL *tensor.Tensor, opts *ModelOptions) (*tensor.Tensor, error) {
+	tile, overlap := o.Tile, o.Overlap
+	if opts != nil && opts.Tile > 0 {
+		tile = opts.Tile
+	}
+	if opts != nil && opts.TileOverlap > 0 {
+		overlap = opts.TileOverlap
+	}
+	defer tensor.NoGrad()()
+	return o.tiledVelocity(ctx, zL, tile, overlap)
+}
+
+func (o *OneStep) tiledVelocity(ctx context.Context, zL *tensor.Tensor, tile, overlap int) (*tensor.Tensor, error) {
+	if o.Official {
+		return o.officialVelocity(ctx, zL, tile, overlap)
+	}
+	return o.velocity(ctx, zL, tile, overlap)
 }
 
 // velocity predicts the student's velocity over z [1, C, H, W] in tiles of
 // tile x tile latent pixels overlapping by overlap, blended with TSD-SR's
 // Gaussian weights (variance 0.01 of the tile size) so seams vanish.
 func (o *OneStep) velocity(ctx context.Context, z *tensor.Tensor, tile, overlap int) (*tensor.Tensor, error) {
-	c, hh, ww := z.Shape[1], z.Shape[2], z.Shape[3]
+	hh, ww := z.Shape[2], z.Shape[3]
 	p := o.Student.Config.PatchSize
 	// Keep tiles inside the position grid and at least a patch wide
 	// (ValidateTiling refuses such values from users; this keeps a caller
@@ -168,6 +253,71 @@ func (o *OneStep) velocity(ctx context.Context, z *tensor.Tensor, tile, overlap 
 	overlap = min(max(overlap, 0), tile-p)
 	overlap -= overlap % p
 	ys, xs := tileStarts(hh, tile, tile-overlap), tileStarts(ww, tile, tile-overlap)
+	return o.blend(ctx, z, tile, ys, xs, func(th, tw int) ([]float64, []float64) {
+		return gaussian(th, float64(th-1)/2), gaussian(tw, float64(tw-1)/2)
+	})
+}
+
+// officialVelocity is test_tsdsr.py's tile_sample: the whole latent in
+// one pass when h*w <= tile², else square tiles of min(tile, h, w)
+// overlapping by overlap, the last one in each direction ending at the
+// edge, blended with the script's Gaussian, whose row centre is n/2 while
+// its column centre is (n-1)/2. Two things the script cannot do are
+// handled here: a side that is not a multiple of the patch size is
+// padded by replicating its last row or column (diffusers' transformer
+// would fail), and a tile is capped at the position grid.
+func (o *OneStep) officialVelocity(ctx context.Context, z *tensor.Tensor, tile, overlap int) (*tensor.Tensor, error) {
+	hh, ww := z.Shape[2], z.Shape[3]
+	grid := o.Student.Config.PosEmbedMaxSize * o.Student.Config.PatchSize
+	if tile <= 0 || hh*ww <= tile*tile && hh <= grid && ww <= grid {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return o.predictPadded(z), nil
+	}
+	t := min(tile, hh, ww, grid)
+	overlap = min(max(overlap, 0), t-1)
+	ys, xs := tileStarts(hh, t, t-overlap), tileStarts(ww, t, t-overlap)
+	return o.blend(ctx, z, t, ys, xs, func(th, tw int) ([]float64, []float64) {
+		return gaussian(th, float64(th)/2), gaussian(tw, float64(tw-1)/2)
+	})
+}
+
+// predictPadded predicts z after padding its sides up to multiples of the
+// patch size by replication, and crops the prediction back.
+func (o *OneStep) predictPadded(z *tensor.Tensor) *tensor.Tensor {
+	c, hh, ww := z.Shape[1], z.Shape[2], z.Shape[3]
+	p := o.Student.Config.PatchSize
+	ph, pw := roundUp(hh, p), roundUp(ww, p)
+	if ph == hh && pw == ww {
+		return o.predict(z)
+	}
+	pad := tensor.New(1, c, ph, pw)
+	for ch := range c {
+		for y := range ph {
+			src := z.Data[(ch*hh+min(y, hh-1))*ww:][:ww]
+			dst := pad.Data[(ch*ph+y)*pw:][:pw]
+			copy(dst, src)
+			for x := ww; x < pw; x++ {
+				dst[x] = src[ww-1]
+			}
+		}
+	}
+	v := o.predict(pad)
+	out := tensor.New(1, c, hh, ww)
+	for ch := range c {
+		for y := range hh {
+			copy(out.Data[(ch*hh+y)*ww:][:ww], v.Data[(ch*ph+y)*pw:])
+		}
+	}
+	return out
+}
+
+// blend predicts the tiles of z at rows ys and columns xs (tile x tile,
+// clipped at the edges) and averages them with the weights outer(gy, gx)
+// that weights returns for a th x tw tile: sum(v g) / sum(g).
+func (o *OneStep) blend(ctx context.Context, z *tensor.Tensor, tile int, ys, xs []int, weights func(th, tw int) (gy, gx []float64)) (*tensor.Tensor, error) {
+	c, hh, ww := z.Shape[1], z.Shape[2], z.Shape[3]
 	acc := make([]float64, c*hh*ww)
 	wsum := make([]float64, hh*ww)
 	for _, y0 := range ys {
@@ -182,8 +332,8 @@ func (o *OneStep) velocity(ctx context.Context, z *tensor.Tensor, tile, overlap 
 					copy(sub.Data[(ch*th+y)*tw:(ch*th+y+1)*tw], z.Data[(ch*hh+y0+y)*ww+x0:])
 				}
 			}
-			v := o.predict(sub)
-			gy, gx := gaussian(th), gaussian(tw)
+			v := o.predictPadded(sub)
+			gy, gx := weights(th, tw)
 			for y := 0; y < th; y++ {
 				for x := 0; x < tw; x++ {
 					g := gy[y] * gx[x]
@@ -236,11 +386,10 @@ func tileStarts(n, tile, stride int) []int {
 	}
 }
 
-// gaussian is TSD-SR's tile weight along one axis: a normal density centred
-// on the tile with variance 0.01 in units of the tile size.
-func gaussian(n int) []float64 {
+// gaussian is TSD-SR's tile weight along one axis: a normal density
+// centred at mid with variance 0.01 in units of the tile size n.
+func gaussian(n int, mid float64) []float64 {
 	const variance = 0.01
-	mid := float64(n-1) / 2
 	g := make([]float64, n)
 	for i := range g {
 		d := (float64(i) - mid) / float64(n)

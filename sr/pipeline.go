@@ -18,6 +18,17 @@ type Multipler interface {
 	Multiple() int
 }
 
+// ColorSourcer is implemented by Upscalers that reproduce a reference
+// whose colour fixes read other sources than the pipeline's default (the
+// input resized with PyTorch's bicubic to the native output size, for both
+// fixes). ColorSource gets the input's three planes (w x h) and the native
+// output size ow x oh and returns the source planes: ow x oh for the
+// wavelet fix, any size for AdaIN (only statistics are read), or nil for
+// the default.
+type ColorSourcer interface {
+	ColorSource(fix ColorFix, rgb []float32, w, h, ow, oh int) []float32
+}
+
 // ModelOptions are the knobs only a learned model uses. The pipeline passes
 // them to Upscalers implementing OptionsUpscaler and ignores them otherwise
 // (the bicubic baseline has no tiles and no noise).
@@ -177,12 +188,21 @@ func (p *Pipeline) UpscaleImage(ctx context.Context, in *imageio.Image) (*imagei
 	}
 
 	if p.opts.ColorFix != ColorFixNone {
-		ref := bicubicPlanes(rgb, w, h, sw, sh)
+		var ref []float32
+		if cs, ok := p.up.(ColorSourcer); ok {
+			ref = cs.ColorSource(p.opts.ColorFix, rgb, w, h, sw, sh)
+		}
+		if ref == nil {
+			ref = bicubicPlanes(rgb, w, h, sw, sh)
+		}
 		switch p.opts.ColorFix {
 		case ColorFixWavelet:
+			if len(ref) != len(pix) {
+				return nil, fmt.Errorf("sr: %s: wavelet colour source of %d values for %d", p.up.Name(), len(ref), len(pix))
+			}
 			pix = WaveletColorFix(pix, ref, sw, sh)
 		case ColorFixAdaIN:
-			pix = AdaINColorFix(pix, ref, sw, sh)
+			pix = adain(pix, sw*sh, ref, len(ref)/3)
 		default:
 			return nil, fmt.Errorf("sr: unknown colour fix %q", p.opts.ColorFix)
 		}

@@ -51,7 +51,7 @@ func (t *Tensor) SetRequiresGrad(v bool) *Tensor {
 // Detach returns a tensor sharing t's data that is cut from the graph: no
 // gradient flows through it (stop-gradient).
 func (t *Tensor) Detach() *Tensor {
-	return &Tensor{Shape: t.Shape, Data: t.Data}
+	return &Tensor{Shape: t.Shape, Data: t.Data, bf16: t.bf16}
 }
 
 // ZeroGrad drops the accumulated gradient.

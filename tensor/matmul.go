@@ -93,6 +93,9 @@ func Linear(x, w, b *Tensor) *Tensor {
 	checkVec("Linear", "bias", b, o, x)
 	rows := Numel(x.Shape[:len(x.Shape)-1])
 	out := New(append(slices.Clone(x.Shape[:len(x.Shape)-1]), o)...)
+	if w.bf16 != nil && x.requiresGrad && GradEnabled() {
+		panic("tensor.Linear: no gradient through a bfloat16-compacted weight")
+	}
 	beta := float32(0)
 	if b != nil {
 		// Start from the bias rows and let the GEMM add x W^T (beta = 1).
@@ -102,6 +105,10 @@ func Linear(x, w, b *Tensor) *Tensor {
 			}
 		})
 		beta = 1
+	}
+	if w.bf16 != nil {
+		gemm.SgemmBF16(false, true, rows, o, in, 1, x.Data, in, w.bf16, in, beta, out.Data, o)
+		return out
 	}
 	gemm.Sgemm(false, true, rows, o, in, 1, x.Data, in, w.Data, in, beta, out.Data, o)
 	return record(out, func(g *Tensor) {

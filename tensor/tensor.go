@@ -29,6 +29,9 @@ type Tensor struct {
 
 	requiresGrad bool
 	node         *node // nil for leaves and for results of unrecorded ops
+	// bf16 holds the values of a tensor compacted by CompactBF16 (Data is
+	// then nil).
+	bf16 []uint16
 }
 
 // New returns a zero tensor of the given shape.

@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -42,7 +43,11 @@ func LoadPrior(path, part string) (*mmdit.Model, string, error) {
 		single := filepath.Join(path, "diffusion_pytorch_model.safetensors")
 		for _, f := range []string{single, single + ".index.json"} {
 			if _, err := os.Stat(f); err == nil {
-				m, err := mmdit.LoadDir(path)
+				m, pos, err := mmdit.LoadDir(path)
+				if err == nil && pos.Mismatch() {
+					slog.Warn("train: prior's stored position table differs from the computed one; using the stored table",
+						"dir", path, "max_diff", pos.MaxDiff)
+				}
 				return m, path, err
 			}
 		}

@@ -20,7 +20,6 @@ import (
 	"strconv"
 	"testing"
 
-	"tsdsr/distill"
 	"tsdsr/flow"
 	"tsdsr/latents"
 	"tsdsr/model/mmdit"
@@ -298,7 +297,7 @@ func TestTorchParityScriptCheckpointLoads(t *testing.T) {
 		t.Fatalf("config.json + ema.safetensors: %v", err)
 	}
 	// As `tsdsr train distill --prior FILE` and mmdit.Load read it (config in the metadata).
-	dm, err := distill.LoadPrior(file)
+	dm, _, err := train.LoadPrior(file, "ema")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +374,7 @@ func TestTorchParityShippedStudent(t *testing.T) {
 	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != g.f.Metadata["ship_sha256"] {
 		t.Skipf("%s is not the file the golden was made from (rerun scripts/torch/golden.py)", path)
 	}
-	m, err := distill.LoadStudent(path)
+	m, err := mmdit.LoadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package gemm
 
 import (
+	"math"
 	"sync"
 	"unsafe"
 
@@ -70,7 +71,9 @@ func getScratch(n int) *[]float32 {
 //	        for jr by nr: for ir by mr: micro-kernel
 //
 // The first pc pass applies beta to C; later passes accumulate.
-func blocked(p *path, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+//
+// With b16 set, B is bfloat16 (b is nil) and is widened while it is packed.
+func blocked(p *path, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, b16 []uint16, ldb int, beta float32, c []float32, ldc int) {
 	mr, nr := p.mr, p.nr
 	kc := min(kcBlock, k)
 	// Balance the k passes: 300 is better done as 150+150 than 256+44.
@@ -89,7 +92,7 @@ func blocked(p *path, transA, transB bool, m, n, k int, alpha float32, a []float
 	ap, bp := *bufA, *bufB
 
 	threaded := m*n*k >= parallelWork && parallel.Threads() > 1
-	directB := !transB && m <= directBRows && k*n <= directBElems
+	directB := !transB && b16 == nil && m <= directBRows && k*n <= directBElems
 	run := func(count, grain int, fn func(lo, hi int)) {
 		if threaded {
 			parallel.For(count, grain, fn)
@@ -112,6 +115,10 @@ func blocked(p *path, transA, transB bool, m, n, k int, alpha float32, a []float
 					j0 := q * nr
 					if directB && j0+nr <= nb {
 						continue // read in place by macro
+					}
+					if b16 != nil {
+						packB16(bp[q*nr*kb:(q+1)*nr*kb], nr, transB, b16, ldb, pc, kb, jc+j0, min(nr, nb-j0))
+						continue
 					}
 					packB(bp[q*nr*kb:(q+1)*nr*kb], nr, transB, b, ldb, pc, kb, jc+j0, min(nr, nb-j0))
 				}
@@ -233,6 +240,54 @@ func packB(dst []float32, nr int, transB bool, b []float32, ldb, pc, kb, j0, nv 
 	}
 	// op(B)[p][j] = b[j*ldb+p].
 	gather(dst, nr, 1, b, ldb, j0*ldb+pc, kb, nv)
+}
+
+// packB16 is packB for a bfloat16 B: each element is widened (exactly:
+// a bfloat16 is the top half of a float32) as it is copied.
+func packB16(dst []float32, nr int, transB bool, b []uint16, ldb, pc, kb, j0, nv int) {
+	dst = dst[:kb*nr]
+	if nv < nr {
+		clear(dst)
+	}
+	if !transB {
+		for p := 0; p < kb; p++ {
+			widen(dst[p*nr:p*nr+nv], b[(pc+p)*ldb+j0:(pc+p)*ldb+j0+nv])
+		}
+		return
+	}
+	// op(B)[p][j] = b[j*ldb+p], four rows of b at a time as in gather.
+	off := j0*ldb + pc
+	r := 0
+	for ; r+4 <= nv; r += 4 {
+		s0 := b[off+r*ldb : off+r*ldb+kb]
+		s1 := b[off+(r+1)*ldb : off+(r+1)*ldb+kb]
+		s2 := b[off+(r+2)*ldb : off+(r+2)*ldb+kb]
+		s3 := b[off+(r+3)*ldb : off+(r+3)*ldb+kb]
+		s1, s2, s3 = s1[:len(s0)], s2[:len(s0)], s3[:len(s0)]
+		d := dst[r:]
+		for p := range s0 {
+			q := d[p*nr : p*nr+4 : p*nr+4]
+			q[0], q[1], q[2], q[3] = bf16(s0[p]), bf16(s1[p]), bf16(s2[p]), bf16(s3[p])
+		}
+	}
+	for ; r < nv; r++ {
+		src := b[off+r*ldb : off+r*ldb+kb]
+		d := dst[r:]
+		for p, v := range src {
+			d[p*nr] = bf16(v)
+		}
+	}
+}
+
+// bf16 widens a bfloat16.
+func bf16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// widen sets dst[i] = bf16(src[i]).
+func widen(dst []float32, src []uint16) {
+	src = src[:len(dst)]
+	for i, v := range src {
+		dst[i] = bf16(v)
+	}
 }
 
 // transpose8, when set (amd64 with AVX), transposes an 8x8 block between

@@ -46,8 +46,43 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 		// (LoRA adapters, norms over a few channels, unit tests).
 		reference(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	default:
-		blocked(p, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		blocked(p, transA, transB, m, n, k, alpha, a, lda, b, nil, ldb, beta, c, ldc)
 	}
+}
+
+// SgemmBF16 is Sgemm with B stored as bfloat16 (the top 16 bits of
+// float32s): B's elements are widened exactly while B is packed, so a
+// model can keep its weights at half the memory and still compute in
+// float32. The result equals Sgemm on the widened B.
+func SgemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []uint16, ldb int, beta float32, c []float32, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if m < 0 || n < 0 || k < 0 {
+		panic(fmt.Sprintf("gemm: negative size m=%d n=%d k=%d", m, n, k))
+	}
+	ar, ac, br, bc := m, k, k, n
+	if transA {
+		ar, ac = k, m
+	}
+	if transB {
+		br, bc = n, k
+	}
+	check("a", a, ar, ac, lda)
+	check("b", b, br, bc, ldb)
+	check("c", c, m, n, ldc)
+	if k == 0 || alpha == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
+	}
+	p := current.Load()
+	if p.whole != nil || m*n*k <= smallWork {
+		w := make([]float32, len(b))
+		widen(w, b)
+		Sgemm(transA, transB, m, n, k, alpha, a, lda, w, ldb, beta, c, ldc)
+		return
+	}
+	blocked(p, transA, transB, m, n, k, alpha, a, lda, nil, b, ldb, beta, c, ldc)
 }
 
 // smallWork is the m*n*k below which Sgemm skips packing.
@@ -69,20 +104,22 @@ func checkArgs(transA, transB bool, m, n, k int, a []float32, lda int, b []float
 	if transB {
 		br, bc = n, k
 	}
-	check := func(name string, x []float32, rows, cols, ld int) {
-		if rows == 0 || cols == 0 {
-			return
-		}
-		if ld < cols {
-			panic(fmt.Sprintf("gemm: ld%s=%d < %d columns", name, ld, cols))
-		}
-		if need := (rows-1)*ld + cols; len(x) < need {
-			panic(fmt.Sprintf("gemm: len(%s)=%d < %d needed for %dx%d with stride %d", name, len(x), need, rows, cols, ld))
-		}
-	}
 	check("a", a, ar, ac, lda)
 	check("b", b, br, bc, ldb)
 	check("c", c, m, n, ldc)
+}
+
+// check panics unless x holds a rows x cols matrix with row stride ld.
+func check[T float32 | uint16](name string, x []T, rows, cols, ld int) {
+	if rows == 0 || cols == 0 {
+		return
+	}
+	if ld < cols {
+		panic(fmt.Sprintf("gemm: ld%s=%d < %d columns", name, ld, cols))
+	}
+	if need := (rows-1)*ld + cols; len(x) < need {
+		panic(fmt.Sprintf("gemm: len(%s)=%d < %d needed for %dx%d with stride %d", name, len(x), need, rows, cols, ld))
+	}
 }
 
 // scaleC sets C = beta*C without reading C when beta is 0.

@@ -2,6 +2,7 @@ package mmdit
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,7 +70,7 @@ func sd3Like(t *testing.T) *Model {
 
 func TestLoadDirShardedF16(t *testing.T) {
 	m := sd3Like(t)
-	got, err := LoadDir(writeDiffusersDir(t, m, "", nil))
+	got, _, err := LoadDir(writeDiffusersDir(t, m, "", nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,18 +89,18 @@ func TestLoadDirShardedF16(t *testing.T) {
 
 func TestLoadDirErrors(t *testing.T) {
 	m := sd3Like(t)
-	if _, err := LoadDir(writeDiffusersDir(t, m, "transformer_blocks.1.attn.to_k.weight", nil)); err == nil ||
+	if _, _, err := LoadDir(writeDiffusersDir(t, m, "transformer_blocks.1.attn.to_k.weight", nil)); err == nil ||
 		!strings.Contains(err.Error(), "missing 1 [transformer_blocks.1.attn.to_k.weight]") {
 		t.Errorf("missing tensor: %v", err)
 	}
 	extra := map[string]*tensor.Tensor{"transformer_blocks.0.attn.norm_q.weight": tensor.New(16)}
-	if _, err := LoadDir(writeDiffusersDir(t, m, "", extra)); err == nil ||
+	if _, _, err := LoadDir(writeDiffusersDir(t, m, "", extra)); err == nil ||
 		!strings.Contains(err.Error(), "unexpected 1 [transformer_blocks.0.attn.norm_q.weight]") {
 		t.Errorf("unexpected tensor: %v", err)
 	}
 	bad := map[string]*tensor.Tensor{"proj_out.weight": tensor.New(3, 3)}
 	dir := writeDiffusersDir(t, m, "proj_out.weight", bad)
-	if _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "proj_out.weight (file [3 3]") {
+	if _, _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "proj_out.weight (file [3 3]") {
 		t.Errorf("mis-shaped tensor: %v", err)
 	}
 	// SD3.5's config keys are refused, not ignored.
@@ -107,10 +108,86 @@ func TestLoadDirErrors(t *testing.T) {
 	cfgPath := filepath.Join(dir, "config.json")
 	b, _ := os.ReadFile(cfgPath)
 	os.WriteFile(cfgPath, []byte(strings.Replace(string(b), "{", `{"qk_norm":"rms_norm",`, 1)), 0o644)
-	if _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "SD3.5") {
+	if _, _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "SD3.5") {
 		t.Errorf("SD3.5 config: %v", err)
 	}
-	if _, err := LoadDir(t.TempDir()); err == nil || !strings.Contains(err.Error(), "config.json") {
+	if _, _, err := LoadDir(t.TempDir()); err == nil || !strings.Contains(err.Error(), "config.json") {
 		t.Errorf("empty folder: %v", err)
+	}
+}
+
+// TestLoadDirStoredPositions: a stored pos_embed.pos_embed is used as
+// diffusers uses it, a table that is not the formula is reported (not an
+// error, not ignored), and a table of the wrong size is an error.
+func TestLoadDirStoredPositions(t *testing.T) {
+	m := sd3Like(t)
+	g, d := m.Config.PosEmbedMaxSize, m.Config.Hidden()
+	tab := tensor.FromData(append([]float32(nil), m.posTable...), 1, g*g, d)
+	tab.Data[5*d+3] += 0.25
+	got, pos, err := LoadDir(writeDiffusersDir(t, m, "", map[string]*tensor.Tensor{posBuffer: tab}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pos.Stored || !pos.Mismatch() || math.Abs(pos.MaxDiff-0.25) > 1e-3 {
+		t.Fatalf("check %+v (%v): want a reported mismatch of about 0.25", pos, pos)
+	}
+	for i, v := range tab.Data {
+		if want := tensor.F16ToF32(tensor.F32ToF16(v)); got.posTable[i] != want {
+			t.Fatalf("position %d = %v, want the stored %v", i, got.posTable[i], want)
+		}
+	}
+	_, pos, err = LoadDir(writeDiffusersDir(t, m, "", nil))
+	if err != nil || pos.Stored || pos.Mismatch() {
+		t.Fatalf("folder without the buffer: %+v, %v", pos, err)
+	}
+	short := map[string]*tensor.Tensor{posBuffer: tensor.New(1, g*g-1, d)}
+	if _, _, err := LoadDir(writeDiffusersDir(t, m, "", short)); err == nil || !strings.Contains(err.Error(), posBuffer) {
+		t.Errorf("mis-sized table: %v", err)
+	}
+}
+
+// TestCompactBF16 checks that a compacted model computes with the
+// bfloat16-rounded weights: the same output as the float32 model whose
+// linear weights were rounded, and within bfloat16 precision of the
+// original.
+func TestCompactBF16(t *testing.T) {
+	// Weights of std 1/sqrt(fan_in), so the error stays bfloat16-sized.
+	tame := func() *Model {
+		m := sd3Like(t)
+		for _, p := range m.Params.List() {
+			if p.T.Dim() == 2 {
+				s := float32(1 / (0.2 * math.Sqrt(float64(p.T.Shape[1]))))
+				for i := range p.T.Data {
+					p.T.Data[i] *= s
+				}
+			}
+		}
+		return m
+	}
+	m, ref := tame(), tame()
+	for _, p := range ref.Params.List() {
+		if p.T.Dim() == 2 {
+			for i, v := range p.T.Data {
+				p.T.Data[i] = tensor.BF16ToF32(tensor.F32ToBF16(v))
+			}
+		}
+	}
+	orig := tame()
+	r := rng.New(8)
+	x, ctx, pooled := randT(r, 1, 16, 8, 6), randT(r, 1, 5, 24), randT(r, 1, 12)
+	want, base := ref.Forward(x, []float32{700}, ctx, pooled), orig.Forward(x, []float32{700}, ctx, pooled)
+	freed := m.CompactBF16()
+	if freed <= 0 || m.CompactBF16() != 0 {
+		t.Fatalf("freed %d bytes, then again", freed)
+	}
+	got := m.Forward(x, []float32{700}, ctx, pooled)
+	if d := maxDiff(got, want); d != 0 {
+		t.Errorf("compacted model differs from the rounded float32 one by %g", d)
+	}
+	scale := maxDiff(base, tensor.New(base.Shape...))
+	if d := maxDiff(got, base) / scale; d == 0 || d > 2e-2 {
+		t.Errorf("compacted vs float32 model: %g relative, want bfloat16-sized", d)
+	} else {
+		t.Logf("compacted vs float32 model: %.3g relative", d)
 	}
 }

@@ -16,8 +16,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"runtime"
-	"sync/atomic"
 
 	"tsdsr/internal/parallel"
 	"tsdsr/nn"
@@ -301,9 +299,7 @@ func (c *convRun) band(n, r0, r1 int) *tensor.Tensor {
 	s := c.op.stride
 	i0, i1 := r0*s-c.op.pt, (r1-1)*s-c.op.pt+c.k
 	need := c.cin * (i1 - i0) * c.wp
-	maybeCollect()
 	if len(c.buf) < need {
-		spent(len(c.buf))
 		c.buf = make([]float32, need)
 	}
 	c.f.fill(c.buf[:need], n, i0, i1, c.op.pl, c.op.pr)
@@ -344,12 +340,10 @@ func (c *convRun) run(ctx context.Context, dst *tensor.Tensor, post func(n, r0, 
 					post(i, r0, r1, out.Data)
 				}
 				storeRows(dst, out.Data, i, r0, r1)
-				spent(len(out.Data))
 			}
 		}
 	}
 	flush()
-	spent(len(c.buf))
 	return nil
 }
 
@@ -383,42 +377,4 @@ func addTo(dst, src []float32) {
 	for i, v := range src {
 		dst[i] += v
 	}
-}
-
-// Memory is kept near MemoryEstimate by collecting explicitly. Go lets
-// the heap grow to twice its live size (weights included) between
-// collections; with activations of gigabytes that slack would be
-// gigabytes of dead maps and of spent band buffers. So allocating an
-// activation of gcBytes or more collects first, and so does starting a
-// band once gcBytes of band buffers have been spent (when they are
-// unreachable: collecting earlier would free nothing).
-var (
-	gcBytes = 32 << 20
-	churn   atomic.Int64 // bytes of band buffers spent since the last collection
-)
-
-// newAct allocates an activation.
-func newAct(shape ...int) *tensor.Tensor {
-	if 4*tensor.Numel(shape) >= gcBytes {
-		collect()
-	} else {
-		maybeCollect()
-	}
-	return tensor.New(shape...)
-}
-
-// spent records n float32s of band buffers that are garbage once the
-// current band or convolution is done.
-func spent(n int) { churn.Add(4 * int64(n)) }
-
-// maybeCollect collects when enough band buffers were spent.
-func maybeCollect() {
-	if churn.Load() >= int64(gcBytes) {
-		collect()
-	}
-}
-
-func collect() {
-	churn.Store(0)
-	runtime.GC()
 }

@@ -16,9 +16,11 @@
 //
 // Large images are handled whole, layer by layer, in bands of rows (see
 // groupnorm.go): GroupNorm statistics are those of the whole image, as
-// TSD-SR's tiled VAE requires (per-tile statistics shift colours), and
-// memory is the activations only, about 1.5 KB per output pixel for a SD3
-// decode (MemoryEstimate).
+// TSD-SR's tiled VAE requires (per-tile statistics shift colours). Maps
+// up to 1.25 GB are stored (about 1.5 KB per output pixel for a SD3
+// decode, MemoryEstimate); larger ones are streamed in row bands and
+// recomputed after an exact statistics pass for each GroupNorm (see
+// stream.go), so memory stays bounded at any size, at the price of time.
 package sd3vae
 
 import (
@@ -178,7 +180,7 @@ func newResnet(p *nn.Params, groups, in, out int) *resnet {
 // convRun.run), adding the shortcut band by band.
 func (r *resnet) forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	a, b := stats(r.norm1, x)
-	h := newAct(x.Shape[0], r.conv1.Weight.Shape[0], x.Shape[2], x.Shape[3])
+	h := tensor.New(x.Shape[0], r.conv1.Weight.Shape[0], x.Shape[2], x.Shape[3])
 	if err := same(r.conv1).bind(feed{x: x, a: a, b: b, silu: true}).run(ctx, h, nil); err != nil {
 		return nil, err
 	}
@@ -189,7 +191,6 @@ func (r *resnet) forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor,
 		post = func(n, r0, r1 int, band []float32) {
 			s := sc.band(n, r0, r1)
 			addTo(band, s.Data)
-			spent(len(s.Data))
 		}
 	}
 	if err := same(r.conv2).bind(feed{x: h, a: a, b: b, silu: true}).run(ctx, h, post); err != nil {
@@ -383,47 +384,91 @@ func newDecoder(p *nn.Params, cfg Config) *coder {
 // conv runs op on f into a new activation.
 func conv(ctx context.Context, op convOp, f feed) (*tensor.Tensor, error) {
 	c := op.bind(f)
-	out := newAct(f.x.Shape[0], c.cout, c.ho, c.wo)
+	out := tensor.New(f.x.Shape[0], c.cout, c.ho, c.wo)
 	if err := c.run(ctx, out, nil); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
+// forward runs the coder on x. Stages whose maps exceed streamAbove run
+// streamed (see stream.go), one sample at a time; the others store their
+// output whole.
 func (e *coder) forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
-	h, err := conv(ctx, same(e.convIn), feed{x: x})
+	if n := x.Shape[0]; n > 1 && e.mayStream(x) {
+		outs := make([]*tensor.Tensor, n)
+		for i := range n {
+			var err error
+			if outs[i], err = e.forward(ctx, tensor.Slice(x, 0, i, i+1)); err != nil {
+				return nil, err
+			}
+		}
+		return tensor.Concat(0, outs...), nil
+	}
+	cur, err := convAct(ctx, same(e.convIn), act{t: x}, feed{})
 	if err != nil {
 		return nil, err
 	}
+	mid := func() error {
+		t, err := cur.stored(ctx) // the mid block (attention) is at the smallest size
+		if err == nil {
+			t, err = e.mid.forward(ctx, t)
+		}
+		cur = act{t: t}
+		return err
+	}
 	if !e.down {
-		if h, err = e.mid.forward(ctx, h); err != nil {
+		if err := mid(); err != nil {
 			return nil, err
 		}
 	}
 	for _, lv := range e.levels {
 		for _, r := range lv.resnets {
-			if h, err = r.forward(ctx, h); err != nil {
+			if cur, err = resnetAct(ctx, r, cur); err != nil {
 				return nil, err
 			}
 		}
 		switch {
 		case lv.resample == nil:
 		case e.down: // pad (0, 1, 0, 1), then 3x3 stride 2
-			h, err = conv(ctx, convOp{l: lv.resample, stride: 2, pb: 1, pr: 1}, feed{x: h})
+			cur, err = convAct(ctx, convOp{l: lv.resample, stride: 2, pb: 1, pr: 1}, cur, feed{})
 		default: // nearest 2x, then 3x3
-			h, err = conv(ctx, same(lv.resample), feed{x: h, up: true})
+			cur, err = convAct(ctx, same(lv.resample), cur, feed{up: true})
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	if e.down {
-		if h, err = e.mid.forward(ctx, h); err != nil {
+		if err := mid(); err != nil {
 			return nil, err
 		}
 	}
-	a, b := stats(e.normOut, h)
-	return conv(ctx, same(e.convOut), feed{x: h, a: a, b: b, silu: true})
+	a, b, err := normAct(ctx, e.normOut, cur)
+	if err != nil {
+		return nil, err
+	}
+	if cur, err = convAct(ctx, same(e.convOut), cur, feed{a: a, b: b, silu: true}); err != nil {
+		return nil, err
+	}
+	return cur.stored(ctx)
+}
+
+// mayStream reports whether some map of one sample of x's pass could
+// exceed streamAbove: the widest level at the image's full size.
+func (e *coder) mayStream(x *tensor.Tensor) bool {
+	h, w := x.Shape[2], x.Shape[3]
+	if !e.down {
+		f := 1 << (len(e.levels) - 1)
+		h, w = h*f, w*f
+	}
+	widest := 0
+	for _, lv := range e.levels {
+		for _, r := range lv.resnets {
+			widest = max(widest, r.conv1.Weight.Shape[0], r.conv1.Weight.Shape[1])
+		}
+	}
+	return mapBytes(2*widest, h, w) > streamAbove
 }
 
 // VAE is the autoencoder. Its methods may be called concurrently.
@@ -562,12 +607,14 @@ func shapeOf(t *tensor.Tensor) any {
 }
 
 // MemoryEstimate is the peak memory, in bytes, of the activations of
-// encoding an h x w image and of decoding the latents of one, including
+// encoding an h x w image and of decoding the latents of one with every
+// map stored (as every image up to 1024x1024 runs; larger ones stream
+// the maps above streamAbove, see stream.go, and stay below), including
 // the input and output, plus band scratch (not the weights: 335 MB for
-// SD3, nor tensor's per-thread im2col buffers, a few MB each). The
-// collections of newAct keep the Go heap near it: SD3 at 256x256 peaked
-// 226 MB above the weights for an encode and 276 MB for a decode,
-// against estimates of 235 and 268 MB (without them: 671 and 715 MB).
+// SD3, nor tensor's per-thread im2col buffers, a few MB each). The Go
+// heap exceeds it by the garbage the collector lets build up (GOGC): the
+// package never calls the collector itself, so a program that runs SD3
+// chooses its own trade-off (tsdsr's CLI lowers GOGC for --sd3).
 //
 // Every step holds its input and output maps at 4 bytes per value: a
 // resnet holds x and h (h takes conv2's output in place), a resampler its
@@ -580,9 +627,8 @@ func shapeOf(t *tensor.Tensor) any {
 func (c Config) MemoryEstimate(h, w int) (encode, decode int64) {
 	boc, f := c.BlockOutChannels, c.Factor()
 	mapB := func(ch, hh, ww int) int64 { return 4 * int64(ch) * int64(hh) * int64(ww) }
-	// Input band, current and pending output bands, shortcut band, and
-	// the band buffers spent before a collection.
-	scratch := 4*4*int64(bandElems) + int64(gcBytes)
+	// Input band, current and pending output bands, shortcut band.
+	scratch := 4 * 4 * int64(bandElems)
 	mid := func(ch, hh, ww int) int64 {
 		n := int64(2) // resnets
 		if c.MidBlockAddAttention {

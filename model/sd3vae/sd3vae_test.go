@@ -712,7 +712,7 @@ func TestCancel(t *testing.T) {
 func TestMemoryEstimate(t *testing.T) {
 	enc, dec := SD3().MemoryEstimate(2048, 2048)
 	px := int64(2048 * 2048)
-	scratch := int64(16*bandElems + gcBytes)
+	scratch := int64(16 * bandElems)
 	if want := 4*(128+128)*px + 12*px + scratch; enc != want {
 		t.Errorf("encode 2048^2: %d bytes, want %d", enc, want)
 	}
