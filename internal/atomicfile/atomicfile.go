@@ -122,32 +122,34 @@ func Abort() {
 // (writes update the file's time as they go).
 const StaleAge = 10 * time.Minute
 
-// RemoveStale deletes the temporary files that Write would create for path
-// (".NAME.tmp-" followed by digits, regular files only) last modified more
-// than olderThan ago, and reports how many it removed. Nothing else is
-// touched.
-func RemoveStale(path string, olderThan time.Duration) (int, error) {
-	ents, err := os.ReadDir(filepath.Dir(path))
+// RemoveStale deletes, in dir, the temporary files that Write leaves
+// when killed (".NAME.tmp-" followed by digits, regular files only) for
+// the targets NAME that isTarget accepts, last modified more than
+// olderThan ago, and reports how many it removed. One listing of dir
+// serves any number of targets; nothing else is touched.
+func RemoveStale(dir string, isTarget func(name string) bool, olderThan time.Duration) (int, error) {
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return 0, err
 	}
-	prefix := tempPrefix(path)
 	removed := 0
 	for _, e := range ents {
-		rest, ok := strings.CutPrefix(e.Name(), prefix)
-		if !ok || rest == "" || strings.Trim(rest, "0123456789") != "" || !e.Type().IsRegular() {
+		name, ok := strings.CutPrefix(e.Name(), ".")
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		i := strings.LastIndex(name, ".tmp-")
+		if i <= 0 || name[i+5:] == "" || strings.Trim(name[i+5:], "0123456789") != "" || !isTarget(name[:i]) {
 			continue
 		}
 		info, err := e.Info()
 		if err != nil || time.Since(info.ModTime()) < olderThan {
 			continue
 		}
+		p := filepath.Join(dir, e.Name())
 		mu.Lock()
-		p := filepath.Join(filepath.Dir(path), e.Name())
-		if !pending[p] {
-			if err := os.Remove(p); err == nil {
-				removed++
-			}
+		if !pending[p] && os.Remove(p) == nil {
+			removed++
 		}
 		mu.Unlock()
 	}

@@ -91,7 +91,6 @@ func TestAbortRemovesTemporaryFiles(t *testing.T) {
 
 func TestRemoveStale(t *testing.T) {
 	dir := t.TempDir()
-	p := filepath.Join(dir, "a.png")
 	old := time.Now().Add(-2 * StaleAge)
 	for _, name := range []string{".a.png.tmp-123", ".a.png.tmp-9", ".a.png.tmp-x1", ".b.png.tmp-1", "a.png", ".a.png.tmp-"} {
 		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
@@ -101,7 +100,7 @@ func TestRemoveStale(t *testing.T) {
 	}
 	fresh := filepath.Join(dir, ".a.png.tmp-77") // a write in progress elsewhere
 	os.WriteFile(fresh, nil, 0o644)
-	n, err := RemoveStale(p, StaleAge)
+	n, err := RemoveStale(dir, func(name string) bool { return name == "a.png" }, StaleAge)
 	if err != nil || n != 2 {
 		t.Fatalf("removed %d, %v; want 2", n, err)
 	}
