@@ -234,7 +234,7 @@ func runUpscale(ctx context.Context, args []string) error {
 		return err
 	}
 	if earlier > 0 && !c.quiet {
-		fmt.Fprintf(os.Stderr, "tsdsr upscale: %d files in the output folder are earlier results of tsdsr upscale (marked %q): not taken as inputs\n", earlier, softwareMark)
+		fmt.Fprintf(os.Stderr, "tsdsr upscale: left out %d earlier result(s) of tsdsr upscale in the output folder (marked %q)\n", earlier, softwareMark)
 	}
 	if err := checkWritable(jobs); err != nil {
 		return err
