@@ -272,13 +272,15 @@ func checkTiling(up sr.Upscaler, tile, overlap int) error {
 // 4.8 GB per float32 RGB copy; the memory check usually binds first.
 const defaultMaxOutPixels = 400_000_000
 
-// peakBytes estimates the peak memory (resident, Go's collector included)
-// of upscaling a w x h input to ow x oh with up: per pixel at the native
-// scale and per pixel of a resized output, plus the model's working set.
-// Measured with /usr/bin/time on 2 cores: the built-in student peaked at
-// 0.95 GB for 1 MP at native scale and 1.44 GB for 4 MP (so about 165
-// bytes a pixel on 0.78 GB), bicubic at 0.63 GB for 12 MP, and an 8x
-// outscale added 0.38 GB for 16 MP of output.
+// peakBytes estimates the memory (resident, Go's collector included) that
+// upscaling a w x h input to ow x oh with up takes beyond the loaded model:
+// per pixel at the native scale, per pixel of a resized output, and the
+// model's tile working set. Measured with /usr/bin/time on 2 cores, the
+// built-in student peaked at 0.27 GB for 0.07 MP at native scale (a
+// single small tile), 0.95 GB for 1 MP and 1.44 GB for 4 MP (full tiles:
+// about 0.75 GB plus 165 bytes a pixel); bicubic at 0.63 GB for 12 MP; an
+// 8x outscale added 0.38 GB for 16 MP of output. For --sd3, whose tiles
+// are larger, it is a lower bound.
 func peakBytes(up sr.Upscaler, w, h, ow, oh int) int64 {
 	s := up.Scale()
 	native := int64(w*s) * int64(h*s)
@@ -288,7 +290,7 @@ func peakBytes(up sr.Upscaler, w, h, ow, oh int) int64 {
 	}
 	per, base := int64(100), int64(64<<20)
 	if _, ok := up.(*sr.OneStep); ok {
-		per, base = 170, 1<<30
+		per, base = 170, 768<<20
 	}
 	return base + per*native + 30*out
 }

@@ -313,6 +313,8 @@ func TestSecondInterruptLeavesNoTemp(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	guard := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() }) // never hang the suite
+	defer guard.Stop()
 	lines := bufio.NewScanner(stdout)
 	expect := func(want string) {
 		t.Helper()
