@@ -91,29 +91,67 @@ func readInput(r io.Reader, hint, limit int64) ([]byte, error) {
 }
 
 // ReadFile decodes the image stored at path (see Decode). Errors name the
-// file.
+// file. Only regular files are read (symlinks are followed): a named pipe,
+// a device or a socket is refused before any byte is read, since reading
+// one may block for ever (a FIFO) or never end (/dev/zero).
 func ReadFile(path string, opts *DecodeOptions) (*Image, error) {
-	f, err := os.Open(path)
-	if err != nil {
+	if st, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("imageio: %w", err) // *PathError names the file
+	} else if err := checkRegular(st); err != nil {
+		return nil, fmt.Errorf("imageio: %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|openFlags, 0)
+	if err != nil {
+		return nil, fmt.Errorf("imageio: %w", err)
 	}
 	defer f.Close()
-	var hint int64
-	if st, err := f.Stat(); err == nil {
-		hint = st.Size()
-	}
-	data, err := readInput(f, hint, opts.maxBytes())
+	// Check again on the open file: path may have been replaced meanwhile.
+	st, err := f.Stat()
 	if err == nil {
-		var m *Image
-		if m, err = decodeBytes(data, opts); err == nil {
-			return m, nil
+		err = checkRegular(st)
+	}
+	if err == nil {
+		var data []byte
+		if data, err = readInput(f, st.Size(), opts.maxBytes()); err == nil {
+			var m *Image
+			if m, err = decodeBytes(data, opts); err == nil {
+				return m, nil
+			}
 		}
 	}
 	return nil, fmt.Errorf("imageio: %s: %w", path, err)
 }
 
+// ErrNotRegular means a path names something other than a regular file.
+var ErrNotRegular = errors.New("not a regular file")
+
+// checkRegular refuses anything but a regular file, naming what it is.
+func checkRegular(st os.FileInfo) error {
+	m := st.Mode()
+	kind := ""
+	switch {
+	case m.IsRegular():
+		return nil
+	case m.IsDir():
+		kind = "a folder"
+	case m&os.ModeNamedPipe != 0:
+		kind = "a named pipe"
+	case m&os.ModeSocket != 0:
+		kind = "a socket"
+	case m&os.ModeDevice != 0:
+		kind = "a device"
+	default:
+		kind = "of mode " + m.Type().String()
+	}
+	return fmt.Errorf("%w (it is %s)", ErrNotRegular, kind)
+}
+
 // Decode reads a PNG, JPEG, WebP, BMP, TIFF or GIF (first frame) image,
-// recognised by its leading bytes rather than by a file name.
+// recognised by its leading bytes rather than by a file name. A GIF frame
+// smaller than the logical screen is placed on it, the rest transparent, so
+// the image has the size the file declares. A JPEG whose scans stop short
+// (a truncated progressive file with its end marker) is ErrCorrupt, although
+// image/jpeg would return the partial picture.
 //
 // The declared size is checked against opts.MaxPixels before pixels are
 // decoded, and the input may not exceed 16 bytes per allowed pixel plus
@@ -224,10 +262,22 @@ func decodeBytes(data []byte, opts *DecodeOptions) (m *Image, err error) {
 	}
 	// A GIF's first frame may be smaller than its logical screen; anything
 	// larger than the header declared would dodge the size check.
-	if b := img.Bounds(); b.Dx() > cfg.Width || b.Dy() > cfg.Height || b.Empty() {
+	b := img.Bounds()
+	if b.Dx() > cfg.Width || b.Dy() > cfg.Height || b.Empty() {
 		return nil, fmt.Errorf("%w: %s header says %dx%d, pixels are %dx%d", ErrCorrupt, name, cfg.Width, cfg.Height, b.Dx(), b.Dy())
 	}
+	if name == "jpeg" {
+		if err := jpegScansComplete(data); err != nil {
+			return nil, err
+		}
+	}
 	m = FromStdImage(img)
+	if name == "gif" && (b.Min.X != 0 || b.Min.Y != 0 || b.Dx() != cfg.Width || b.Dy() != cfg.Height) {
+		if b.Min.X < 0 || b.Min.Y < 0 || b.Max.X > cfg.Width || b.Max.Y > cfg.Height {
+			return nil, fmt.Errorf("%w: gif frame %v outside the %dx%d screen", ErrCorrupt, b, cfg.Width, cfg.Height)
+		}
+		m = onCanvas(m, b.Min.X, b.Min.Y, cfg.Width, cfg.Height)
+	}
 	switch name {
 	case "png":
 		// Go decodes PNG gray with tRNS and gray+alpha as NRGBA: keep them gray.
@@ -276,3 +326,25 @@ func allOne(p []float32) bool {
 
 // be16 reads a big-endian uint16 (a small helper for header parsing).
 func be16(b []byte) int { return int(binary.BigEndian.Uint16(b)) }
+
+// onCanvas places m at (x0, y0) on a transparent w x h canvas (how viewers
+// show a GIF whose first frame does not cover its logical screen).
+func onCanvas(m *Image, x0, y0, w, h int) *Image {
+	c := &Image{Width: w, Height: h, Channels: m.Channels, BitDepth: m.BitDepth,
+		Pix: make([]float32, w*h*m.Channels), Alpha: make([]float32, w*h)}
+	for y := range m.Height {
+		dst := (y0+y)*w + x0
+		for p := range m.Channels {
+			copy(c.Plane(p)[dst:dst+m.Width], m.Plane(p)[y*m.Width:(y+1)*m.Width])
+		}
+		a := c.Alpha[dst : dst+m.Width]
+		if m.Alpha != nil {
+			copy(a, m.Alpha[y*m.Width:(y+1)*m.Width])
+		} else {
+			for i := range a {
+				a[i] = 1
+			}
+		}
+	}
+	return c
+}

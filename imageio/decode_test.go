@@ -357,16 +357,27 @@ func TestOtherFormats(t *testing.T) {
 	if m.BitDepth != 16 || m.Alpha == nil || m.Channels != 3 {
 		t.Errorf("16-bit TIFF: ch=%d alpha=%v depth=%d", m.Channels, m.Alpha != nil, m.BitDepth)
 	}
-	// A GIF whose only frame is smaller than its logical screen.
+	// A GIF whose only frame is smaller than its logical screen keeps the
+	// screen's size: the frame sits at its offset, the rest is transparent.
 	frame := image.NewPaletted(image.Rect(2, 1, 5, 3), color.Palette{color.Black, color.White})
-	frame.Pix[1] = 1
+	frame.Pix[1] = 1 // (3, 1) on the screen
 	var gb bytes.Buffer
 	if err := gif.EncodeAll(&gb, &gif.GIF{Image: []*image.Paletted{frame}, Delay: []int{0},
 		Config: image.Config{ColorModel: frame.Palette, Width: 6, Height: 4}}); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := Decode(&gb, nil); err != nil || m.Width != 3 || m.Height != 2 || m.Channels != 1 || m.Pix[1] != 1 {
+	if m, err := Decode(&gb, nil); err != nil || m.Width != 6 || m.Height != 4 || m.Channels != 1 || m.Alpha == nil {
 		t.Errorf("GIF frame: %v, %+v", err, m)
+	} else {
+		for y := range 4 {
+			for x := range 6 {
+				in := x >= 2 && x < 5 && y >= 1 && y < 3
+				v, a := m.Pix[y*6+x], m.Alpha[y*6+x]
+				if want := map[bool]float32{true: 1, false: 0}[in]; a != want || (x == 3 && y == 1) != (v == 1) {
+					t.Errorf("GIF (%d,%d): value %v alpha %v", x, y, v, a)
+				}
+			}
+		}
 	}
 
 	g := image.NewGray(image.Rect(0, 0, 3, 2))

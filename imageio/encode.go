@@ -30,6 +30,11 @@ type EncodeOptions struct {
 	// 0 means 1, as OpenCV's imwrite (used by Real-ESRGAN and BasicSR)
 	// does: on photos, level 6 saves about 20% of the size for 5x the time.
 	PNGLevel int
+	// Software, when set, is recorded in the file (a PNG tEXt "Software"
+	// chunk, a JPEG comment) right after the header, where ReadSoftware
+	// finds it: tsdsr upscale marks its outputs so that a rerun on the same
+	// folder does not take them for inputs.
+	Software string
 }
 
 // FormatFromPath returns "png" or "jpeg" from a file name's extension, or ""
@@ -51,7 +56,8 @@ func FormatFromPath(path string) string {
 // bit-exact. PNG keeps gray-ness (gray or gray+alpha colour types), the alpha
 // plane and the bit depth. JPEG is 8-bit baseline with 4:2:0 chroma for
 // colour and a single component for gray; it has no alpha, so the alpha
-// plane is dropped (not composited).
+// plane is dropped (not composited): check m.Alpha before choosing JPEG.
+// JPEG sides are at most 65535 pixels (ErrTooLarge beyond).
 func Encode(w io.Writer, m *Image, opts *EncodeOptions) error {
 	if err := m.Validate(); err != nil {
 		return err
@@ -76,7 +82,7 @@ func Encode(w io.Writer, m *Image, opts *EncodeOptions) error {
 		if level < 1 || level > 9 {
 			return fmt.Errorf("imageio: PNG level %d, want 1..9", level)
 		}
-		return encodePNG(w, m, depth, level)
+		return encodePNG(w, m, depth, level, o.Software)
 	case "jpeg", "jpg":
 		q := o.Quality
 		if q == 0 {
@@ -84,6 +90,15 @@ func Encode(w io.Writer, m *Image, opts *EncodeOptions) error {
 		}
 		if q < 1 || q > 100 {
 			return fmt.Errorf("imageio: JPEG quality %d, want 1..100", q)
+		}
+		if o.Software != "" {
+			if len(o.Software) > 65533 {
+				return fmt.Errorf("imageio: Software text of %d bytes is too long for a JPEG comment", len(o.Software))
+			}
+			w = &comWriter{w: w, text: o.Software}
+		}
+		if m.Width > 65535 || m.Height > 65535 {
+			return fmt.Errorf("imageio: %w: JPEG sides are at most 65535 pixels, image is %dx%d (write PNG)", ErrTooLarge, m.Width, m.Height)
 		}
 		return jpeg.Encode(w, toJPEGImage(m), &jpeg.Options{Quality: q})
 	}
@@ -158,3 +173,34 @@ type prefixed struct {
 
 func (p *prefixed) Error() string { return p.msg }
 func (p *prefixed) Unwrap() error { return p.err }
+
+// comWriter passes a JPEG stream through, inserting a COM segment holding
+// text right after the 2-byte SOI marker.
+type comWriter struct {
+	w    io.Writer
+	text string
+	n    int // bytes of the stream passed so far, up to 2
+}
+
+func (c *comWriter) Write(p []byte) (int, error) {
+	written := 0
+	if c.n < 2 {
+		k := min(2-c.n, len(p))
+		if _, err := c.w.Write(p[:k]); err != nil {
+			return 0, err
+		}
+		c.n += k
+		written, p = k, p[k:]
+		if c.n == 2 {
+			seg := append([]byte{0xff, 0xfe, byte((len(c.text) + 2) >> 8), byte(len(c.text) + 2)}, c.text...)
+			if _, err := c.w.Write(seg); err != nil {
+				return written, err
+			}
+		}
+	}
+	if len(p) == 0 {
+		return written, nil
+	}
+	n, err := c.w.Write(p)
+	return written + n, err
+}

@@ -8,12 +8,12 @@ import (
 )
 
 // encodePNG writes m as a PNG of the given bit depth (8 or 16) and zlib
-// level (1..9). It exists
+// level (1..9), with a tEXt "Software" chunk when software is set. It exists
 // because image/png cannot write gray+alpha (colour type 4): gray+alpha
 // would come back as RGBA. Colour type follows the planes: gray (0),
 // gray+alpha (4), RGB (2), RGBA (6). Each row gets the filter with the
 // smallest sum of absolute signed residuals, as libpng and image/png do.
-func encodePNG(w io.Writer, m *Image, depth, level int) error {
+func encodePNG(w io.Writer, m *Image, depth, level int, software string) error {
 	ch := m.Channels
 	if m.Alpha != nil {
 		ch++
@@ -32,6 +32,11 @@ func encodePNG(w io.Writer, m *Image, depth, level int) error {
 	ihdr[8], ihdr[9] = byte(depth), colorType // compression, filter, interlace: 0
 	if err := writeChunk(w, "IHDR", ihdr[:]); err != nil {
 		return err
+	}
+	if software != "" {
+		if err := writeChunk(w, "tEXt", []byte("Software\x00"+software)); err != nil {
+			return err
+		}
 	}
 
 	iw := &idatWriter{w: w, buf: make([]byte, 0, 1<<17)}

@@ -195,8 +195,10 @@ type LoadReport struct {
 // F16/BF16 to float32), matching the file's keys against names relative to
 // p's prefix. A tensor whose shape differs is always an error. With strict,
 // missing or unexpected tensors are errors too; without, they are only
-// reported (loading a LoRA-only or partial checkpoint). On error nothing is
-// modified.
+// reported (loading a LoRA-only or partial checkpoint). A NaN or Inf in
+// the file is an error too (a model or a resumed run would only produce
+// NaN); it is found while reading, so then p holds part of the file: discard
+// it. On any other error nothing is modified.
 func (p *Params) Load(f *safetensors.File, strict bool) (LoadReport, error) {
 	return p.LoadPrefixed(f, "", strict)
 }
@@ -243,9 +245,22 @@ func (p *Params) LoadPrefixed(f *safetensors.File, filePrefix string, strict boo
 			if err := f.ReadInto(filePrefix+q.Name, q.T.Data); err != nil {
 				return rep, err // unreachable: shapes were checked above
 			}
+			if i := firstNonFinite(q.T.Data); i >= 0 {
+				return rep, fmt.Errorf("nn: loading %sparameters: %s[%d] is %v: the file holds non-finite weights", scopeNote(p.prefix), q.Name, i, q.T.Data[i])
+			}
 		}
 	}
 	return rep, nil
+}
+
+// firstNonFinite returns the index of the first NaN or Inf in v, or -1.
+func firstNonFinite(v []float32) int {
+	for i, x := range v {
+		if x-x != 0 { // NaN - NaN and Inf - Inf are NaN
+			return i
+		}
+	}
+	return -1
 }
 
 func scopeNote(prefix string) string {

@@ -215,3 +215,26 @@ func TestLoadPrefixed(t *testing.T) {
 		t.Error("prefixed load copied the wrong values")
 	}
 }
+
+// TestLoadRefusesNonFinite: weights holding NaN or Inf (an init file or a
+// model from a diverged run) are refused at load.
+func TestLoadRefusesNonFinite(t *testing.T) {
+	for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(-1))} {
+		p := NewParams(rng.New(3))
+		newBlock(p, 4)
+		p.Get("ff.net.2.weight").Data[5] = bad
+		path := filepath.Join(t.TempDir(), "m.safetensors")
+		if err := p.Save(path, safetensors.F32, nil); err != nil {
+			t.Fatal(err)
+		}
+		f, err := safetensors.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := NewParams(nil)
+		newBlock(q, 4)
+		if _, err := q.Load(f, true); err == nil || !strings.Contains(err.Error(), "ff.net.2.weight[5]") {
+			t.Errorf("%v weight: %v", bad, err)
+		}
+	}
+}

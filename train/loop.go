@@ -21,6 +21,11 @@ type Loop struct {
 	SaveEvery int // checkpoint period in steps (0: only at the end or on interruption)
 	EvalEvery int // evaluation period in steps (0: only at the end, when Eval is set)
 	LogEvery  int // period of train.log lines with the step's metrics (default 50)
+	// MaxNonFinite stops the run with an error after this many consecutive
+	// steps whose loss or gradient norm is not finite, or that report
+	// "skipped" (default 5; negative: never). Such steps change nothing,
+	// so a run of them is broken weights or data, not bad luck.
+	MaxNonFinite int
 
 	// Step runs optimiser step s (0-based), drawing every random number from
 	// r, and returns its metrics and the number of training samples it used.
@@ -48,6 +53,10 @@ func (r *Run) Loop(ctx context.Context, l Loop) error {
 	if len(l.Plot) == 0 {
 		l.Plot = []string{"loss", "val"}
 	}
+	if l.MaxNonFinite == 0 {
+		l.MaxNonFinite = DefaultMaxNonFinite
+	}
+	bad := 0 // consecutive non-finite steps
 	start := r.step
 	var bar *progressbar.ProgressBar
 	if l.Progress != nil {
@@ -96,6 +105,16 @@ func (r *Run) Loop(ctx context.Context, l Loop) error {
 		if err := r.Record(s+1, m); err != nil {
 			return err
 		}
+		if bad = bad + 1; !nonFinite(m) {
+			bad = 0
+		}
+		if l.MaxNonFinite > 0 && bad >= l.MaxNonFinite {
+			r.Log.Error("non-finite steps", "step", s+1, "consecutive", bad)
+			if bar != nil {
+				fmt.Fprintln(l.Progress)
+			}
+			return fmt.Errorf("train: %d consecutive steps up to %d had a non-finite loss or gradient and changed nothing: stopped without a checkpoint (the weights or the data are broken; resume from an earlier checkpoint, perhaps with a lower learning rate)", bad, s+1)
+		}
 		if bar != nil {
 			bar.Describe(fmt.Sprintf("step %d/%d  %s", s+1, l.Steps, describe(m, l.Show, rate)))
 			bar.Set(s + 1 - start)
@@ -120,6 +139,23 @@ func (r *Run) Loop(ctx context.Context, l Loop) error {
 		}
 	}
 	return finish(max(start, l.Steps))
+}
+
+// DefaultMaxNonFinite is Loop.MaxNonFinite's default.
+const DefaultMaxNonFinite = 5
+
+// nonFinite reports a step that skipped its update or whose loss or
+// gradient norm is NaN or Inf.
+func nonFinite(m Metrics) bool {
+	if m["skipped"] != 0 {
+		return true
+	}
+	for _, k := range []string{"loss", "grad_norm"} {
+		if v, ok := m[k]; ok && (math.IsNaN(v) || math.IsInf(v, 0)) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Run) eval(l Loop, step int) error {

@@ -8,6 +8,7 @@
 //
 //	state.json                  the latest complete checkpoint (written last, atomically)
 //	checkpoints/step-NNNNNNNN/  one checkpoint: <part>.safetensors per Part, state.json
+//	                            (with the SHA-256 of every part file)
 //	metrics.jsonl               one JSON object per step and per evaluation
 //	loss.png                    the metrics plotted, refreshed at each checkpoint
 //	train.log                   the slog text log (appended across resumes)
@@ -18,13 +19,22 @@
 // state that changes during training (weights, optimiser moments and step
 // count, EMA) is a Part saved bit for bit in float32. A run of 2 x 10 steps
 // then ends with the same bits as one of 20.
+//
+// A resume refuses what it cannot trust: a part file whose SHA-256 differs
+// from the one its state recorded, or that holds NaN or Inf. When the run's
+// state.json is missing it resumes from the newest checkpoint's own record,
+// and it never deletes a checkpoint whose record is not this run's (same
+// seed and settings).
 package train
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -84,6 +94,31 @@ func (w weights) Load(f *safetensors.File) error {
 	return nil
 }
 
+// checkFinite refuses a file holding NaN or Inf in any tensor: a run
+// resumed from such a checkpoint only produces skipped steps.
+func checkFinite(f *safetensors.File) error {
+	var buf []float32
+	for _, name := range f.Names() {
+		info, _ := f.Info(name)
+		n := 1
+		for _, d := range info.Shape {
+			n *= d
+		}
+		if cap(buf) < n {
+			buf = make([]float32, n)
+		}
+		if err := f.ReadInto(name, buf[:n]); err != nil {
+			return err
+		}
+		for i, v := range buf[:n] {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("train: %s[%d] is %v: the checkpoint holds non-finite values", name, i, v)
+			}
+		}
+	}
+	return nil
+}
+
 // Options configure a Run.
 type Options struct {
 	Dir    string
@@ -93,7 +128,7 @@ type Options struct {
 	// in every state.json, and a resumed run must describe itself identically,
 	// so one directory never mixes two recipes.
 	Config any
-	Keep   int // checkpoints kept (default 2; older ones are deleted)
+	Keep   int // checkpoints kept (default 2; older ones of this run are deleted)
 }
 
 // State is the JSON record of a checkpoint.
@@ -106,6 +141,9 @@ type State struct {
 	Samples    int64           `json:"samples"`   // training samples seen
 	Time       time.Time       `json:"time"`
 	Config     json.RawMessage `json:"config"`
+	// SHA256 holds the hex SHA-256 of each part's file, checked on resume
+	// (absent in checkpoints written before it existed).
+	SHA256 map[string]string `json:"sha256,omitempty"`
 }
 
 // Run is one training run in a directory. It is not safe for concurrent use.
@@ -121,6 +159,7 @@ type Run struct {
 	metrics *os.File
 
 	step    int
+	written map[int]bool // checkpoints this session saved (or began to)
 	samples int64
 	elapsed float64 // from earlier sessions
 	started time.Time
@@ -143,8 +182,11 @@ func Open(o Options) (*Run, error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(o.Dir, stateFile)); err == nil && !o.Resume {
-		return nil, fmt.Errorf("train: %s already holds a checkpoint; pass --resume to continue it or choose another directory", o.Dir)
+	if !o.Resume {
+		_, err := os.Stat(filepath.Join(o.Dir, stateFile))
+		if steps, _ := checkpointSteps(o.Dir); err == nil || len(steps) > 0 {
+			return nil, fmt.Errorf("train: %s already holds a checkpoint; pass --resume to continue it or choose another directory", o.Dir)
+		}
 	}
 	lf, err := os.OpenFile(filepath.Join(o.Dir, "train.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -169,13 +211,24 @@ func (r *Run) Add(name string, p Part) {
 // resuming and returns the step to continue from (0 for a fresh run). It
 // also drops metric lines written after that checkpoint, so a run that died
 // between checkpoints does not log those steps twice.
+//
+// Without the run's state.json, the newest checkpoint that has its own
+// record is used (and the run's record rewritten from it); checkpoints
+// without any record are refused rather than trained over. Every part file
+// must match its recorded SHA-256 and hold only finite values.
 func (r *Run) Restore() (int, error) {
 	st, err := ReadState(r.Dir)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		r.Log.Info("start", "dir", r.Dir, "seed", r.opts.Seed, "config", string(r.config))
-		return 0, r.openMetrics(0)
-	case err != nil:
+	if errors.Is(err, os.ErrNotExist) {
+		var found bool
+		if st, found, err = newestCheckpoint(r.Dir); err != nil {
+			return 0, err
+		}
+		if !found {
+			r.Log.Info("start", "dir", r.Dir, "seed", r.opts.Seed, "config", string(r.config))
+			return 0, r.openMetrics(0)
+		}
+		r.Log.Warn("state.json missing: resuming from the newest checkpoint's own record", "checkpoint", st.Checkpoint)
+	} else if err != nil {
 		return 0, err
 	}
 	if !jsonEqual(st.Config, r.config) {
@@ -185,18 +238,82 @@ func (r *Run) Restore() (int, error) {
 		return 0, fmt.Errorf("train: seed %d differs from the checkpoint's %d", r.opts.Seed, st.Seed)
 	}
 	dir := filepath.Join(r.Dir, st.Checkpoint)
+	if st.SHA256 == nil {
+		r.Log.Warn("checkpoint has no checksums (written by an older version): not verified", "checkpoint", st.Checkpoint)
+	}
 	for _, name := range r.parts {
-		f, err := safetensors.Load(filepath.Join(dir, name+".safetensors"))
+		path := filepath.Join(dir, name+".safetensors")
+		b, err := os.ReadFile(path)
 		if err != nil {
 			return 0, fmt.Errorf("train: resume: %w", err)
+		}
+		if want, ok := st.SHA256[name]; st.SHA256 != nil && (!ok || want != sha256Hex(b)) {
+			return 0, fmt.Errorf("train: resume: %s does not match the SHA-256 recorded in its state (%q): the file changed after it was saved", path, want)
+		}
+		f, err := safetensors.Parse(b)
+		if err != nil {
+			return 0, fmt.Errorf("train: resume: %s: %w", path, err)
+		}
+		if err := checkFinite(f); err != nil {
+			return 0, fmt.Errorf("train: resume from %s: %w", path, err)
 		}
 		if err := r.byName[name].Load(f); err != nil {
 			return 0, fmt.Errorf("train: resume %s: %w", name, err)
 		}
 	}
 	r.step, r.samples, r.elapsed = st.Step, st.Samples, st.Elapsed
+	if _, err := os.Stat(filepath.Join(r.Dir, stateFile)); errors.Is(err, os.ErrNotExist) {
+		if err := r.writeState(filepath.Join(r.Dir, stateFile), st); err != nil {
+			return 0, err
+		}
+	}
 	r.Log.Info("resume", "step", st.Step, "checkpoint", st.Checkpoint, "elapsed_s", st.Elapsed)
 	return st.Step, r.openMetrics(st.Step)
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// checkpointSteps lists the step numbers of the checkpoint folders of a run
+// directory, in increasing order.
+func checkpointSteps(dir string) ([]int, error) {
+	ents, err := os.ReadDir(filepath.Join(dir, "checkpoints"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var steps []int
+	for _, e := range ents {
+		var s int
+		if _, err := fmt.Sscanf(e.Name(), "step-%d", &s); err == nil && e.IsDir() && e.Name() == checkpointName(s) {
+			steps = append(steps, s)
+		}
+	}
+	sort.Ints(steps)
+	return steps, nil
+}
+
+func checkpointName(step int) string { return fmt.Sprintf("step-%08d", step) }
+
+// newestCheckpoint returns the record of the newest checkpoint that has
+// one; found is false when the directory holds no checkpoint at all, and a
+// directory holding only checkpoints without a record is an error.
+func newestCheckpoint(dir string) (State, bool, error) {
+	steps, err := checkpointSteps(dir)
+	if err != nil || len(steps) == 0 {
+		return State{}, false, err
+	}
+	for i := len(steps) - 1; i >= 0; i-- {
+		st, err := ReadState(filepath.Join(dir, "checkpoints", checkpointName(steps[i])))
+		if err == nil {
+			return st, true, nil
+		}
+	}
+	return State{}, false, fmt.Errorf("train: %s has no state.json and none of its %d checkpoints has its own: refusing to start over beside them (move them away to start afresh)", dir, len(steps))
 }
 
 // jsonEqual compares two JSON documents by value (key order ignored).
@@ -246,32 +363,39 @@ func (r *Run) Elapsed() time.Duration {
 }
 
 // Save writes a checkpoint after step optimiser steps: every part into
-// checkpoints/step-NNNNNNNN/, then its state.json, then the run's state.json
-// (atomically, so the pointer always names a complete checkpoint), then
-// deletes the oldest checkpoints beyond Keep.
+// checkpoints/step-NNNNNNNN/, then its state.json (with the parts'
+// SHA-256), then the run's state.json (atomically, so the pointer always
+// names a complete checkpoint), then deletes this run's oldest checkpoints
+// beyond Keep.
 func (r *Run) Save(step int) error {
 	t0 := time.Now()
-	rel := filepath.Join("checkpoints", fmt.Sprintf("step-%08d", step))
+	rel := filepath.Join("checkpoints", checkpointName(step))
 	dir := filepath.Join(r.Dir, rel)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if r.written == nil {
+		r.written = map[int]bool{}
+	}
+	r.written[step] = true
+	sums := map[string]string{}
 	for _, name := range r.parts {
-		if err := r.byName[name].Save(filepath.Join(dir, name+".safetensors")); err != nil {
+		path := filepath.Join(dir, name+".safetensors")
+		if err := r.byName[name].Save(path); err != nil {
 			return fmt.Errorf("train: save %s: %w", name, err)
 		}
+		b, err := os.ReadFile(path) // the bytes on disk are what a resume reads
+		if err != nil {
+			return err
+		}
+		sums[name] = sha256Hex(b)
 	}
 	st := State{Step: step, Seed: r.opts.Seed, Checkpoint: rel, Parts: r.parts, Elapsed: r.Elapsed().Seconds(),
-		Samples: r.samples, Time: time.Now().UTC(), Config: r.config}
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
+		Samples: r.samples, Time: time.Now().UTC(), Config: r.config, SHA256: sums}
+	if err := r.writeState(filepath.Join(dir, stateFile), st); err != nil {
 		return err
 	}
-	b = append(b, '\n')
-	if err := WriteFileAtomic(filepath.Join(dir, stateFile), b); err != nil {
-		return err
-	}
-	if err := WriteFileAtomic(filepath.Join(r.Dir, stateFile), b); err != nil {
+	if err := r.writeState(filepath.Join(r.Dir, stateFile), st); err != nil {
 		return err
 	}
 	r.step = step
@@ -279,29 +403,38 @@ func (r *Run) Save(step int) error {
 	return r.prune(step)
 }
 
-// prune deletes all but the newest Keep checkpoints up to step, and any
-// after it: those are left from a session that died while saving, and the
-// run has since gone another way.
-func (r *Run) prune(step int) error {
-	ents, err := os.ReadDir(filepath.Join(r.Dir, "checkpoints"))
+func (r *Run) writeState(path string, st State) error {
+	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
 	}
-	var steps []int
-	for _, e := range ents {
-		var s int
-		if _, err := fmt.Sscanf(e.Name(), "step-%d", &s); err == nil && e.IsDir() {
-			steps = append(steps, s)
-		}
+	return WriteFileAtomic(path, append(b, '\n'))
+}
+
+// prune deletes this run's checkpoints but the newest Keep up to step, and
+// those after it: they are left from a session that died while saving, and
+// the run has since gone another way. A checkpoint is this run's when this
+// session wrote it or its own state.json has the run's seed and settings;
+// any other folder is kept (an empty one, a save that died before writing
+// anything, is removed).
+func (r *Run) prune(step int) error {
+	steps, err := checkpointSteps(r.Dir)
+	if err != nil {
+		return err
 	}
-	sort.Ints(steps)
 	kept := 0
 	for i := len(steps) - 1; i >= 0; i-- {
+		dir := filepath.Join(r.Dir, "checkpoints", checkpointName(steps[i]))
+		st, err := ReadState(dir)
+		if !r.written[steps[i]] && (err != nil || st.Seed != r.opts.Seed || !jsonEqual(st.Config, r.config)) {
+			os.Remove(dir) // only succeeds on an empty folder
+			continue
+		}
 		if steps[i] <= step && kept < r.opts.Keep {
 			kept++
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(r.Dir, "checkpoints", fmt.Sprintf("step-%08d", steps[i]))); err != nil {
+		if err := os.RemoveAll(dir); err != nil {
 			return err
 		}
 	}

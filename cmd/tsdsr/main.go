@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"tsdsr/internal/atomicfile"
 )
 
 // command is one subcommand: run parses args itself (with a flag.FlagSet
@@ -86,22 +88,45 @@ func run(args []string) int {
 		usage(os.Stderr)
 		return 2
 	}
-	// First Ctrl-C/SIGTERM cancels the context so commands stop cleanly
-	// (no partial files); a second one kills the process.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptContext(os.Stderr)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop()
-	}()
 	if err := c.run(ctx, args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		if !errors.Is(err, errUsage) {
-			fmt.Fprintf(os.Stderr, "tsdsr %s: %v\n", c.name, err)
+			// Errors quote file names, which may hold escape sequences.
+			fmt.Fprintf(os.Stderr, "tsdsr %s: %s\n", c.name, escapeControl(err.Error(), true))
 		}
 		return 1
 	}
 	return 0
+}
+
+// interruptContext returns a context that the first Ctrl-C or SIGTERM
+// cancels, so commands stop cleanly (between files or steps, with no
+// partial file). A second one does not wait: it removes the temporary
+// files of writes in flight (atomicfile.Abort), so no target is half
+// written and no temporary file is left, and exits with status 130.
+func interruptContext(stderr io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sigs:
+		case <-ctx.Done():
+			return
+		}
+		cancel()
+		fmt.Fprintln(stderr, "tsdsr: stopping (interrupt again to stop at once)")
+		<-sigs
+		atomicfile.Abort()
+		fmt.Fprintln(stderr, "tsdsr: stopped; writes in flight were discarded")
+		os.Exit(130)
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		cancel()
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"tsdsr/imageio"
+	"tsdsr/internal/atomicfile"
 	"tsdsr/internal/parallel"
 	"tsdsr/models"
 	"tsdsr/sr"
@@ -66,6 +68,10 @@ type upscaleConfig struct {
 	skipExisting, overwrite bool
 	quiet                   bool
 	maxPixels               int
+	maxOutPixels            int
+	// memory returns the memory the process may still use (0: unknown);
+	// nil skips the memory check.
+	memory func() int64
 }
 
 func runUpscale(ctx context.Context, args []string) error {
@@ -106,6 +112,7 @@ func runUpscale(ctx context.Context, args []string) error {
 	fl.Uint64Var(&seed, "seed", 0, "seed for the model's noise: same input and seed, same bytes")
 	fl.BoolVar(&c.quiet, "quiet", false, "print only errors")
 	fl.IntVar(&c.maxPixels, "max-pixels", 0, fmt.Sprintf("refuse inputs with more pixels than this, from the header (0 = %d)", imageio.DefaultMaxPixels))
+	fl.IntVar(&c.maxOutPixels, "max-output-pixels", defaultMaxOutPixels, "refuse a file whose output would have more pixels than this, before upscaling it (it also needs to fit in the available memory)")
 	fl.Usage = func() {
 		fmt.Fprintln(fl.Output(), "Usage: tsdsr upscale -i IN -o OUT [flags]\n\nIN and OUT are both files or both folders. Alpha, gray and 16-bit inputs keep\ntheir alpha, gray-ness and depth. Exit status 1 if any file failed.\n\nFlags:")
 		fl.PrintDefaults()
@@ -123,8 +130,14 @@ func runUpscale(ctx context.Context, args []string) error {
 	switch {
 	case c.quality < 1 || c.quality > 100:
 		return fmt.Errorf("--quality %d: want 1..100", c.quality)
-	case width < 0 || height < 0 || outscale < 0 || tile < 0 || tileOverlap < 0:
-		return errors.New("--width, --height, --outscale, --tile and --tile-overlap must not be negative")
+	case width < 0 || height < 0 || outscale < 0 || tile < 0 || tileOverlap < 0 || c.maxOutPixels < 0:
+		return errors.New("--width, --height, --outscale, --tile, --tile-overlap and --max-output-pixels must not be negative")
+	case math.IsNaN(outscale) || math.IsInf(outscale, 0):
+		return fmt.Errorf("--outscale %v: want a finite factor", outscale)
+	case tile > 0 && tile < minTile:
+		return fmt.Errorf("--tile %d: want 0 (the model's default) or at least %d latent pixels", tile, minTile)
+	case tile > 0 && tileOverlap >= tile:
+		return fmt.Errorf("--tile-overlap %d: must be smaller than --tile %d", tileOverlap, tile)
 	case c.skipExisting && c.overwrite:
 		return errors.New("--skip-existing and --overwrite contradict each other")
 	}
@@ -173,28 +186,184 @@ func runUpscale(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	if err := checkTiling(up, tile, tileOverlap); err != nil {
+		return err
+	}
 	if threads > 0 {
 		parallel.SetThreads(threads)
 	}
+	if c.maxOutPixels == 0 {
+		c.maxOutPixels = defaultMaxOutPixels
+	}
+	c.memory = availableMemory
 	pipe := sr.New(up, &sr.Options{
 		OutScale: outscale, Width: width, Height: height, ColorFix: cf,
 		Model: sr.ModelOptions{Tile: tile, TileOverlap: tileOverlap, MaxMemory: mem, Seed: seed},
 	})
-	jobs, err := planJobs(&c)
+	jobs, earlier, err := planJobs(&c)
 	if err != nil {
+		return err
+	}
+	if earlier > 0 && !c.quiet {
+		fmt.Fprintf(os.Stderr, "tsdsr upscale: left out %d earlier result(s) of tsdsr upscale in the output folder (marked %q)\n", earlier, softwareMark)
+	}
+	if err := checkWritable(jobs); err != nil {
 		return err
 	}
 	return runJobs(ctx, pipe, jobs, &c, os.Stderr, term.IsTerminal(int(os.Stderr.Fd())))
 }
 
+// minTile is the smallest latent tile any model takes (SD3's patch size);
+// checkTiling knows each loaded model's own bounds.
+const minTile = 2
+
+// checkTiling refuses a tiling the model cannot run (--tile 1 used to panic
+// inside a convolution): a tile holds at least one patch and at most the
+// model's position grid, and the overlap is smaller than the tile.
+func checkTiling(up sr.Upscaler, tile, overlap int) error {
+	o, ok := up.(*sr.OneStep)
+	if !ok || o.Student == nil {
+		return nil // the bicubic baseline has no tiles
+	}
+	p, grid := o.Student.Config.PatchSize, o.Student.Config.PosEmbedMaxSize
+	eff := tile
+	if eff == 0 {
+		eff = o.Tile
+	}
+	switch {
+	case tile != 0 && (tile < p || tile > p*grid):
+		return fmt.Errorf("--tile %d: model %s takes 0 (its default, %d) or %d..%d latent pixels", tile, o.Name(), o.Tile, p, p*grid)
+	case eff > 0 && overlap >= eff:
+		return fmt.Errorf("--tile-overlap %d: must be smaller than the tile (%d latent pixels)", overlap, eff)
+	}
+	return nil
+}
+
+// defaultMaxOutPixels bounds an output: 400 megapixels (20000 x 20000),
+// 4.8 GB per float32 RGB copy; the memory check usually binds first.
+const defaultMaxOutPixels = 400_000_000
+
+// peakBytes estimates the memory (resident, Go's collector included) that
+// upscaling a w x h input to ow x oh with up takes beyond the loaded model:
+// per pixel at the native scale, per pixel of a resized output, and the
+// model's tile working set. Measured with /usr/bin/time on 2 cores, the
+// built-in student peaked at 0.27 GB for 0.07 MP at native scale (a
+// single small tile), 0.95 GB for 1 MP and 1.44 GB for 4 MP (full tiles:
+// about 0.75 GB plus 165 bytes a pixel); bicubic at 0.63 GB for 12 MP; an
+// 8x outscale added 0.38 GB for 16 MP of output. For --sd3, whose tiles
+// are larger, it is a lower bound.
+func peakBytes(up sr.Upscaler, w, h, ow, oh int) int64 {
+	s := up.Scale()
+	native := int64(w*s) * int64(h*s)
+	out := int64(ow) * int64(oh)
+	if out == native {
+		out = 0
+	}
+	per, base := int64(100), int64(64<<20)
+	if _, ok := up.(*sr.OneStep); ok {
+		per, base = 170, 768<<20
+	}
+	return base + per*native + 30*out
+}
+
+// checkOutput refuses, before any upscaling, an output that is larger than
+// --max-output-pixels, than the available memory allows, or than the
+// format can hold; the message says what would fit.
+func checkOutput(pipe *sr.Pipeline, c *upscaleConfig, j *job, w, h int) error {
+	ow, oh, err := pipe.OutputSize(w, h)
+	if err != nil {
+		return err
+	}
+	if float64(ow)*float64(oh) > float64(c.maxOutPixels) { // float: no overflow
+
+		return fmt.Errorf("output %dx%d (%.0f MP) is larger than --max-output-pixels %d: choose a smaller --outscale/--width/--height", ow, oh, float64(ow)*float64(oh)/1e6, c.maxOutPixels)
+	}
+	if c.memory != nil {
+		if need, avail := peakBytes(pipe.Upscaler(), w, h, ow, oh), c.memory(); avail > 0 && need > avail {
+			return fmt.Errorf("output %dx%d needs about %.1f GB of memory, %.1f GB are available: choose a smaller --outscale/--width/--height", ow, oh, float64(need)/1e9, float64(avail)/1e9)
+		}
+	}
+	if j.format == "jpeg" && (ow > 65535 || oh > 65535) {
+		return fmt.Errorf("output %dx%d: JPEG sides are at most 65535 pixels (write PNG)", ow, oh)
+	}
+	return nil
+}
+
+// availableMemory is the memory this process may still take: Linux's
+// MemAvailable, bounded by a cgroup v2 limit, or 0 when unknown.
+func availableMemory() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	var avail int64
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			avail = kb << 10
+		}
+	}
+	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
+		if limit, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			used := int64(0)
+			if b, err := os.ReadFile("/sys/fs/cgroup/memory.current"); err == nil {
+				used, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+			}
+			if free := limit - used; avail == 0 || free < avail {
+				avail = max(free, 1)
+			}
+		}
+	}
+	return avail
+}
+
+// checkWritable makes sure the output folder can be written to, by creating
+// and removing a file there, before anything is upscaled.
+func checkWritable(jobs []*job) error {
+	for _, j := range jobs {
+		if j.err != nil {
+			continue
+		}
+		dir := filepath.Dir(j.out)
+		for {
+			if _, err := os.Stat(dir); err == nil || filepath.Dir(dir) == dir {
+				break
+			}
+			dir = filepath.Dir(dir) // the nearest folder that exists
+		}
+		f, err := os.CreateTemp(dir, ".tsdsr-write-test-*")
+		if err != nil {
+			return fmt.Errorf("output folder %s is not writable: %w", quoteName(dir), err)
+		}
+		f.Close()
+		os.Remove(f.Name())
+		return nil
+	}
+	return nil
+}
+
+// softwareMark is recorded in every output of tsdsr upscale (PNG tEXt
+// "Software", JPEG comment): a folder walk that finds it on a file inside the
+// output folder knows the file for an earlier result, whatever its name.
+const softwareMark = "tsdsr upscale"
+
 // planJobs lists the inputs and their outputs, refusing up front any output
-// that would overwrite an input or another output.
-func planJobs(c *upscaleConfig) ([]*job, error) {
+// that would overwrite an input or another output. In folder mode it walks
+// the folder -i names (through a symlink too), takes only regular files
+// (a symlink to one included; pipes, devices and links to them become
+// per-file errors), does not descend into the output folder (paths compared
+// resolved), and leaves out files in the output folder that carry
+// softwareMark; it returns how many it left out that way.
+func planJobs(c *upscaleConfig) ([]*job, int, error) {
 	st, err := os.Stat(c.in)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var jobs []*job
+	earlier := 0
 	if !st.IsDir() {
 		out := c.out
 		if ost, err := os.Stat(out); err == nil && ost.IsDir() {
@@ -211,22 +380,28 @@ func planJobs(c *upscaleConfig) ([]*job, error) {
 			out = strings.TrimSuffix(out, filepath.Ext(out)) + ".png"
 		}
 		if f == "" {
-			return nil, fmt.Errorf("-o %s: unknown extension (want .png, .jpg or .jpeg, or give --format)", out)
+			return nil, 0, fmt.Errorf("-o %s: unknown extension (want .png, .jpg or .jpeg, or give --format)", quoteName(out))
 		}
 		jobs = append(jobs, &job{in: c.in, out: out, format: f})
 	} else {
 		if ost, err := os.Stat(c.out); err == nil && !ost.IsDir() {
-			return nil, fmt.Errorf("-i is a folder, so -o must be one too: %s is a file", c.out)
+			return nil, 0, fmt.Errorf("-i is a folder, so -o must be one too: %s is a file", quoteName(c.out))
 		}
-		outAbs := absPath(c.out)
-		err := filepath.WalkDir(c.in, func(path string, d fs.DirEntry, err error) error {
+		// WalkDir does not follow a symlink given as its root: walk the
+		// folder it names, and report paths under -i as given.
+		root, err := filepath.EvalSymlinks(c.in)
+		if err != nil {
+			return nil, 0, err
+		}
+		outReal := resolvePath(c.out)
+		err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
 			if d.IsDir() {
 				// The output folder may sit inside the input folder: never
 				// take earlier results for inputs.
-				if path != c.in && (!c.recursive || strings.HasPrefix(d.Name(), ".") || absPath(path) == outAbs) {
+				if path != root && (!c.recursive || strings.HasPrefix(d.Name(), ".") || resolvePath(path) == outReal) {
 					return filepath.SkipDir
 				}
 				return nil
@@ -234,23 +409,31 @@ func planJobs(c *upscaleConfig) ([]*job, error) {
 			if strings.HasPrefix(d.Name(), ".") || !imageExts[strings.ToLower(filepath.Ext(path))] {
 				return nil
 			}
-			rel, err := filepath.Rel(c.in, path)
+			rel, err := filepath.Rel(root, path)
 			if err != nil {
 				return err
+			}
+			in := filepath.Join(c.in, rel)
+			if within(resolvePath(filepath.Dir(path)), outReal) {
+				if sw, err := imageio.ReadSoftware(path); err == nil && sw == softwareMark {
+					earlier++
+					return nil
+				}
 			}
 			f := c.format
 			if f == "" {
 				f = defaultFormat(path)
 			}
-			out := filepath.Join(c.out, filepath.Dir(rel), outputName(path, c.suffix, f))
-			jobs = append(jobs, &job{in: path, out: out, format: f})
+			// Pipes, devices and symlinks to them are jobs that
+			// imageio.ReadFile refuses before reading a byte.
+			jobs = append(jobs, &job{in: in, out: filepath.Join(c.out, filepath.Dir(rel), outputName(path, c.suffix, f)), format: f})
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		if len(jobs) == 0 {
-			return nil, fmt.Errorf("no images in %s (looked for %s)", c.in, "png, jpg, webp, bmp, tiff, gif")
+		if len(jobs) == 0 && earlier == 0 {
+			return nil, 0, fmt.Errorf("no images in %s (looked for %s)", quoteName(c.in), "png, jpg, webp, bmp, tiff, gif")
 		}
 	}
 
@@ -261,15 +444,41 @@ func planJobs(c *upscaleConfig) ([]*job, error) {
 	outputs := map[string]string{}
 	for _, j := range jobs {
 		a := absPath(j.out)
-		if inputs[a] || sameFile(j.in, j.out) {
-			j.err = fmt.Errorf("refusing to write %s: it is an input (choose another -o or a --suffix)", j.out)
+		if j.err != nil {
+			continue
+		} else if inputs[a] || sameFile(j.in, j.out) {
+			j.err = fmt.Errorf("refusing to write %s: it is an input (choose another -o or a --suffix)", quoteName(j.out))
 		} else if prev, dup := outputs[a]; dup {
-			j.err = fmt.Errorf("output %s is also the output of %s", j.out, prev)
+			j.err = fmt.Errorf("output %s is also the output of %s", quoteName(j.out), quoteName(prev))
 		} else {
 			outputs[a] = j.in
 		}
 	}
-	return jobs, nil
+	return jobs, earlier, nil
+}
+
+// resolvePath is p made absolute with every symlink resolved; for a path
+// that does not exist yet, the longest existing prefix is resolved.
+func resolvePath(p string) string {
+	a := absPath(p)
+	var rest []string
+	for {
+		if r, err := filepath.EvalSymlinks(a); err == nil {
+			return filepath.Join(append([]string{r}, rest...)...)
+		}
+		parent := filepath.Dir(a)
+		if parent == a {
+			return absPath(p)
+		}
+		rest = append([]string{filepath.Base(a)}, rest...)
+		a = parent
+	}
+}
+
+// within reports whether path is dir or lies under it (both resolved).
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
 }
 
 // defaultFormat keeps JPEG inputs JPEG; everything else becomes PNG, the
@@ -326,8 +535,13 @@ func runJobs(ctx context.Context, pipe *sr.Pipeline, jobs []*job, c *upscaleConf
 		if bar != nil {
 			bar.Clear()
 		}
-		fmt.Fprintf(stderr, format+"\n", args...)
+		// Names are quoted where they are formatted; messages from below
+		// (decoder errors) may still hold raw ones.
+		fmt.Fprintf(stderr, "%s\n", escapeControl(fmt.Sprintf(format, args...), false))
 	}
+	removeStaleTemps(jobs, func(n int, dir string) {
+		say(false, "removed %d temporary files left in %s by an interrupted run", n, quoteName(dir))
+	})
 	var done, skipped, failed int
 	interrupted := false
 	for _, j := range jobs {
@@ -338,15 +552,15 @@ func runJobs(ctx context.Context, pipe *sr.Pipeline, jobs []*job, c *upscaleConf
 		err := j.err
 		if err == nil {
 			var msg string
-			msg, err = runJob(ctx, pipe, j, c)
+			msg, err = runJob(ctx, pipe, j, c, func(warning string) { say(false, "tsdsr upscale: %s: %s", quoteName(j.in), warning) })
 			switch {
 			case errors.Is(err, errSkipped):
 				skipped++
-				say(false, "skip %s: %s exists", j.in, j.out)
+				say(false, "skip %s: %s exists", quoteName(j.in), quoteName(j.out))
 			case err == nil:
 				done++
 				if bar == nil {
-					say(false, "%s -> %s %s", j.in, j.out, msg)
+					say(false, "%s -> %s %s", quoteName(j.in), quoteName(j.out), msg)
 				}
 			}
 		}
@@ -356,7 +570,7 @@ func runJobs(ctx context.Context, pipe *sr.Pipeline, jobs []*job, c *upscaleConf
 				break
 			}
 			failed++
-			say(true, "tsdsr upscale: %s: %v", j.in, err)
+			say(true, "tsdsr upscale: %s: %v", quoteName(j.in), err)
 		}
 		if bar != nil {
 			bar.Add(1)
@@ -378,14 +592,15 @@ func runJobs(ctx context.Context, pipe *sr.Pipeline, jobs []*job, c *upscaleConf
 
 var errSkipped = errors.New("skipped")
 
-// runJob reads, upscales and writes one file, returning a short note.
-func runJob(ctx context.Context, pipe *sr.Pipeline, j *job, c *upscaleConfig) (string, error) {
+// runJob reads, upscales and writes one file, returning a short note; warn
+// reports what the user should know about a result (alpha dropped).
+func runJob(ctx context.Context, pipe *sr.Pipeline, j *job, c *upscaleConfig, warn func(string)) (string, error) {
 	if _, err := os.Stat(j.out); err == nil {
 		if c.skipExisting {
 			return "", errSkipped
 		}
 		if !c.overwrite {
-			return "", fmt.Errorf("%s exists (use --overwrite or --skip-existing)", j.out)
+			return "", fmt.Errorf("%s exists (use --overwrite or --skip-existing)", quoteName(j.out))
 		}
 	}
 	t0 := time.Now()
@@ -393,15 +608,41 @@ func runJob(ctx context.Context, pipe *sr.Pipeline, j *job, c *upscaleConfig) (s
 	if err != nil {
 		return "", err
 	}
+	if err := checkOutput(pipe, c, j, in.Width, in.Height); err != nil {
+		return "", err
+	}
 	out, err := pipe.UpscaleImage(ctx, in)
 	if err != nil {
 		return "", err
 	}
+	if j.format == "jpeg" && out.Alpha != nil {
+		warn("JPEG has no alpha channel: transparency dropped (write PNG to keep it)")
+	}
 	if err := os.MkdirAll(filepath.Dir(j.out), 0o755); err != nil {
 		return "", err
 	}
-	if err := imageio.WriteFile(j.out, out, &imageio.EncodeOptions{Format: j.format, Quality: c.quality}); err != nil {
+	if err := imageio.WriteFile(j.out, out, &imageio.EncodeOptions{Format: j.format, Quality: c.quality, Software: softwareMark}); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("(%dx%d -> %dx%d, %v)", in.Width, in.Height, out.Width, out.Height, time.Since(t0).Round(time.Millisecond)), nil
+}
+
+// removeStaleTemps deletes, in every output folder, the temporary files an
+// earlier run killed while writing one of these outputs left behind (see
+// atomicfile.RemoveStale: only older than atomicfile.StaleAge, so another
+// run's write in progress is safe), reporting each folder cleaned.
+func removeStaleTemps(jobs []*job, report func(n int, dir string)) {
+	byDir := map[string]map[string]bool{}
+	for _, j := range jobs {
+		d := filepath.Dir(j.out)
+		if byDir[d] == nil {
+			byDir[d] = map[string]bool{}
+		}
+		byDir[d][filepath.Base(j.out)] = true
+	}
+	for d, names := range byDir {
+		if n, _ := atomicfile.RemoveStale(d, func(name string) bool { return names[name] }, atomicfile.StaleAge); n > 0 {
+			report(n, d)
+		}
+	}
 }
