@@ -62,8 +62,7 @@ const (
 type Config struct {
 	// Upscaler is the model; it must be safe for concurrent use.
 	Upscaler sr.Upscaler
-	// Model carries tiling, memory and seed settings to the model; a
-	// request's seed option overrides Model.Seed.
+	// Model carries the tiling settings to the model.
 	Model sr.ModelOptions
 	// MaxPixels bounds the input's width*height, checked from the image
 	// header before pixels are decoded.

@@ -345,8 +345,8 @@ func readMultipart(body io.Reader, boundary string, vals url.Values) ([]byte, er
 	}
 }
 
-// parseOptions reads scale, width, height, color_fix, format, quality and
-// seed. The default format follows the input: JPEG stays JPEG, anything
+// parseOptions reads scale, width, height, color_fix, format and quality
+// (unknown names, seed included, are refused: the models draw no noise). The default format follows the input: JPEG stays JPEG, anything
 // else becomes PNG.
 func (s *Server) parseOptions(v url.Values, req *request) *httpError {
 	for _, k := range slices.Sorted(maps.Keys(v)) {
@@ -403,18 +403,11 @@ func (s *Server) parseOptions(v url.Values, req *request) *httpError {
 		}
 		req.quality = n
 	}
-	if q := v.Get("seed"); q != "" {
-		n, err := strconv.ParseUint(q, 10, 64)
-		if err != nil {
-			return badOption("seed %q: want a non-negative integer", q)
-		}
-		req.opts.Model.Seed = n
-	}
 	return nil
 }
 
 // optionNames are the options parseOptions reads; others are refused.
-var optionNames = []string{"scale", "width", "height", "color_fix", "format", "quality", "seed"}
+var optionNames = []string{"scale", "width", "height", "color_fix", "format", "quality"}
 
 // decodeError maps imageio's errors to statuses: all are the client's.
 func decodeError(err error) *httpError {

@@ -64,3 +64,27 @@ func (p *Pipeline) MemoryEstimate(w, h int) (int64, error) {
 	native := int64(w) * int64(h) * s * s
 	return native*nativeBytesPerPixel + int64(ow)*int64(oh)*outputBytesPerPixel, nil
 }
+
+// CheckTiling refuses a tiling the loaded model cannot run (a 1-pixel
+// tile used to panic inside a convolution): for a learned model a tile
+// holds at least one patch and at most the model's position grid, and the
+// overlap is smaller than the tile it applies to (tile 0: the model's
+// default). Models without tiles, such as the bicubic baseline, take any.
+func CheckTiling(up Upscaler, tile, overlap int) error {
+	o, ok := up.(*OneStep)
+	if !ok || o.Student == nil {
+		return nil
+	}
+	p, grid := o.Student.Config.PatchSize, o.Student.Config.PosEmbedMaxSize
+	eff := tile
+	if eff == 0 {
+		eff = o.Tile
+	}
+	switch {
+	case tile != 0 && (tile < p || tile > p*grid):
+		return fmt.Errorf("%w: model %s takes tile 0 (its default, %d) or %d..%d latent pixels", ErrTiling, o.Name(), o.Tile, p, p*grid)
+	case eff > 0 && overlap >= eff:
+		return fmt.Errorf("%w: overlap %d must be smaller than the tile (%d latent pixels)", ErrTiling, overlap, eff)
+	}
+	return nil
+}

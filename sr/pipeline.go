@@ -31,17 +31,12 @@ type ColorSourcer interface {
 
 // ModelOptions are the knobs only a learned model uses. The pipeline passes
 // them to Upscalers implementing OptionsUpscaler and ignores them otherwise
-// (the bicubic baseline has no tiles and no noise).
+// (the bicubic baseline has no tiles). There is no seed: the one-step
+// models draw no noise, so the same input always gives the same bytes.
 type ModelOptions struct {
-	// Tile and TileOverlap are in latent pixels; 0 means automatic (Tile
-	// from MaxMemory).
+	// Tile and TileOverlap are in latent pixels; 0 means the model's
+	// default.
 	Tile, TileOverlap int
-	// MaxMemory is a budget in bytes for automatic tiling; 0 means the
-	// model's default.
-	MaxMemory int64
-	// Seed fixes any noise the model draws, so the same input and seed give
-	// the same bytes.
-	Seed uint64
 }
 
 // OptionsUpscaler is an Upscaler that accepts ModelOptions for a call.

@@ -25,7 +25,7 @@ func init() {
 // limits and its model.
 type serveFlags struct {
 	maxPixels, maxOutputPixels, maxUploads, workers, queue, scale, threads, tile, tileOverlap int
-	maxBody, maxJobMemory, minUploadRate, maxMemory, model, allowedHosts                      string
+	maxBody, maxJobMemory, minUploadRate, model, allowedHosts                                 string
 	timeout, uploadGrace                                                                      time.Duration
 }
 
@@ -46,7 +46,6 @@ func (f *serveFlags) register(fl *flag.FlagSet) {
 	fl.IntVar(&f.threads, "threads", 0, "worker threads per job (0 = all cores)")
 	fl.IntVar(&f.tile, "tile", 64, "model tile size in latent pixels; unused by the bicubic baseline")
 	fl.IntVar(&f.tileOverlap, "tile-overlap", 8, "tile overlap in latent pixels; unused by the bicubic baseline")
-	fl.StringVar(&f.maxMemory, "max-memory", "", "memory budget per job for automatic tiling; unused by the bicubic baseline")
 }
 
 // config turns the flags into a server configuration.
@@ -62,13 +61,6 @@ func (f *serveFlags) config(log *slog.Logger) (server.Config, error) {
 			return cfg, fmt.Errorf("--%s %s: must be positive", v.name, v.val)
 		}
 		sizes[i] = n
-	}
-	var mem int64
-	if f.maxMemory != "" {
-		var err error
-		if mem, err = parseBytes(f.maxMemory); err != nil {
-			return cfg, fmt.Errorf("--max-memory: %w", err)
-		}
 	}
 	if f.maxPixels <= 0 || f.maxOutputPixels <= 0 || f.maxUploads <= 0 || f.workers <= 0 || f.queue < 0 || f.timeout <= 0 || f.uploadGrace <= 0 {
 		return cfg, errors.New("--max-pixels, --max-output-pixels, --max-uploads, --workers, --timeout and --upload-grace must be positive, --queue not negative")
@@ -86,6 +78,9 @@ func (f *serveFlags) config(log *slog.Logger) (server.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
+	if err := sr.CheckTiling(up, f.tile, f.tileOverlap); err != nil {
+		return cfg, fmt.Errorf("--tile %d --tile-overlap %d: %w", f.tile, f.tileOverlap, err)
+	}
 	if f.threads > 0 {
 		parallel.SetThreads(f.threads)
 	}
@@ -95,7 +90,7 @@ func (f *serveFlags) config(log *slog.Logger) (server.Config, error) {
 	}
 	return server.Config{
 		Upscaler:  up,
-		Model:     sr.ModelOptions{Tile: f.tile, TileOverlap: f.tileOverlap, MaxMemory: mem},
+		Model:     sr.ModelOptions{Tile: f.tile, TileOverlap: f.tileOverlap},
 		MaxPixels: f.maxPixels, MaxOutputPixels: f.maxOutputPixels, MaxJobMemory: sizes[1],
 		MaxBody: sizes[0], UploadGrace: f.uploadGrace, MinUploadRate: sizes[2], MaxUploads: f.maxUploads,
 		Workers: f.workers, Queue: queue, Timeout: f.timeout,

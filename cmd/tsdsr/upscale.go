@@ -80,9 +80,8 @@ func runUpscale(ctx context.Context, args []string) error {
 	var (
 		scale, width, height, threads, tile, tileOverlap int
 		outscale                                         float64
-		maxMemory, colorFix, format, model               string
+		colorFix, format, model                          string
 		sd3                                              models.SD3Files
-		seed                                             uint64
 	)
 	fl.StringVar(&c.in, "i", "", "input image file or folder (required)")
 	fl.StringVar(&c.in, "input", "", "same as -i")
@@ -94,9 +93,8 @@ func runUpscale(ctx context.Context, args []string) error {
 	fl.Float64Var(&outscale, "outscale", 0, "output scale F: the model runs at its native scale, then a Lanczos resize gives round(F*w) x round(F*h)")
 	fl.IntVar(&width, "width", 0, "output width in pixels (height follows the aspect ratio unless --height is set)")
 	fl.IntVar(&height, "height", 0, "output height in pixels")
-	fl.IntVar(&tile, "tile", 64, "model tile size in latent pixels (0 = from --max-memory); unused by the bicubic baseline")
+	fl.IntVar(&tile, "tile", 64, "model tile size in latent pixels (0 = the model's default); unused by the bicubic baseline")
 	fl.IntVar(&tileOverlap, "tile-overlap", 8, "tile overlap in latent pixels; unused by the bicubic baseline")
-	fl.StringVar(&maxMemory, "max-memory", "", "memory budget for automatic tiling, e.g. 1.5GB; unused by the bicubic baseline")
 	fl.StringVar(&colorFix, "color-fix", "wavelet", "colour fix: wavelet, adain or none")
 	fl.StringVar(&format, "format", "", "output format: png, jpg, or webp-if-possible (writes png: Go has no WebP encoder); default: from -o's extension for a file, the input's format for a folder")
 	fl.IntVar(&c.quality, "quality", imageio.DefaultJPEGQuality, "JPEG quality 1..100")
@@ -109,7 +107,6 @@ func runUpscale(ctx context.Context, args []string) error {
 	fl.StringVar(&sd3.Embeds, "embeds", "", "with --sd3: folder of TSD-SR's prompt embeddings (prompt_embeds.pt, pool_embeds.pt, or .safetensors)")
 	fl.BoolVar(&sd3.BF16, "sd3-bf16", false, "with --sd3: keep the transformer's weights as bfloat16 after loading (4 GB less memory; outputs within about 1e-3)")
 	fl.IntVar(&threads, "threads", 0, "worker threads (0 = all cores)")
-	fl.Uint64Var(&seed, "seed", 0, "seed for the model's noise: same input and seed, same bytes")
 	fl.BoolVar(&c.quiet, "quiet", false, "print only errors")
 	fl.IntVar(&c.maxPixels, "max-pixels", 0, fmt.Sprintf("refuse inputs with more pixels than this, from the header (0 = %d)", imageio.DefaultMaxPixels))
 	fl.IntVar(&c.maxOutPixels, "max-output-pixels", defaultMaxOutPixels, "refuse a file whose output would have more pixels than this, before upscaling it (it also needs to fit in the available memory)")
@@ -134,10 +131,6 @@ func runUpscale(ctx context.Context, args []string) error {
 		return errors.New("--width, --height, --outscale, --tile, --tile-overlap and --max-output-pixels must not be negative")
 	case math.IsNaN(outscale) || math.IsInf(outscale, 0):
 		return fmt.Errorf("--outscale %v: want a finite factor", outscale)
-	case tile > 0 && tile < minTile:
-		return fmt.Errorf("--tile %d: want 0 (the model's default) or at least %d latent pixels", tile, minTile)
-	case tile > 0 && tileOverlap >= tile:
-		return fmt.Errorf("--tile-overlap %d: must be smaller than --tile %d", tileOverlap, tile)
 	case c.skipExisting && c.overwrite:
 		return errors.New("--skip-existing and --overwrite contradict each other")
 	}
@@ -159,11 +152,8 @@ func runUpscale(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var mem int64
-	if maxMemory != "" {
-		if mem, err = parseBytes(maxMemory); err != nil {
-			return fmt.Errorf("--max-memory: %w", err)
-		}
+	if err := sr.ValidateTiling(tile, tileOverlap); err != nil {
+		return fmt.Errorf("--tile %d --tile-overlap %d: %w", tile, tileOverlap, err)
 	}
 	var up sr.Upscaler
 	switch {
@@ -186,8 +176,8 @@ func runUpscale(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	if err := checkTiling(up, tile, tileOverlap); err != nil {
-		return err
+	if err := sr.CheckTiling(up, tile, tileOverlap); err != nil {
+		return fmt.Errorf("--tile %d --tile-overlap %d: %w", tile, tileOverlap, err)
 	}
 	if threads > 0 {
 		parallel.SetThreads(threads)
@@ -198,7 +188,7 @@ func runUpscale(ctx context.Context, args []string) error {
 	c.memory = availableMemory
 	pipe := sr.New(up, &sr.Options{
 		OutScale: outscale, Width: width, Height: height, ColorFix: cf,
-		Model: sr.ModelOptions{Tile: tile, TileOverlap: tileOverlap, MaxMemory: mem, Seed: seed},
+		Model: sr.ModelOptions{Tile: tile, TileOverlap: tileOverlap},
 	})
 	jobs, earlier, err := planJobs(&c)
 	if err != nil {
@@ -211,32 +201,6 @@ func runUpscale(ctx context.Context, args []string) error {
 		return err
 	}
 	return runJobs(ctx, pipe, jobs, &c, os.Stderr, term.IsTerminal(int(os.Stderr.Fd())))
-}
-
-// minTile is the smallest latent tile any model takes (SD3's patch size);
-// checkTiling knows each loaded model's own bounds.
-const minTile = 2
-
-// checkTiling refuses a tiling the model cannot run (--tile 1 used to panic
-// inside a convolution): a tile holds at least one patch and at most the
-// model's position grid, and the overlap is smaller than the tile.
-func checkTiling(up sr.Upscaler, tile, overlap int) error {
-	o, ok := up.(*sr.OneStep)
-	if !ok || o.Student == nil {
-		return nil // the bicubic baseline has no tiles
-	}
-	p, grid := o.Student.Config.PatchSize, o.Student.Config.PosEmbedMaxSize
-	eff := tile
-	if eff == 0 {
-		eff = o.Tile
-	}
-	switch {
-	case tile != 0 && (tile < p || tile > p*grid):
-		return fmt.Errorf("--tile %d: model %s takes 0 (its default, %d) or %d..%d latent pixels", tile, o.Name(), o.Tile, p, p*grid)
-	case eff > 0 && overlap >= eff:
-		return fmt.Errorf("--tile-overlap %d: must be smaller than the tile (%d latent pixels)", overlap, eff)
-	}
-	return nil
 }
 
 // defaultMaxOutPixels bounds an output: 400 megapixels (20000 x 20000),
