@@ -32,7 +32,9 @@ run e --steps 100 --warmup 10 --reg tsd --w-tsd 10
 run f --steps 100 --warmup 10 --reg tsd --w-tsd 5
 
 # Second round (docs/ablation.md): better teachers, two-stage training, the pixel loss.
-P2=artifacts/prior-192x6-cont/ema.safetensors
+# The continued prior's weights left the tree (superseded); git history keeps them.
+P2=out/prior-192x6-cont.safetensors
+[ -f $P2 ] || { mkdir -p out; git show e90116f:artifacts/prior-192x6-cont/ema.safetensors > $P2; }
 P3=artifacts/prior-192x6-cont2/ema.safetensors
 A=out/ablation/a/student.safetensors
 short="--steps 100 --warmup 10 --save-every 25"
