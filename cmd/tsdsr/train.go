@@ -134,9 +134,9 @@ func runTrainPrior(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *initFrom != "" {
-		// Overwritten by the checkpoint on --resume; the recipe records the
-		// file so a resumed run continues the same one.
+	if *initFrom != "" && !*resume {
+		// On --resume the checkpoint holds the weights: the file is not read
+		// (it may be gone), only compared with the recipe's record.
 		if err := model.LoadWeights(*initFrom); err != nil {
 			return fmt.Errorf("--init %s: %w", *initFrom, err)
 		}

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The quality campaign (MODELS.md, "Quality campaign"): what every session runs, so
+# that a fresh machine can rebuild the working folder and continue.
+#
+#   scripts/campaign.sh setup            training/hold-out split and hold-out pairs
+#   scripts/campaign.sh prior SECONDS    continue the prior in the background
+#   scripts/campaign.sh score NAME MODEL hold-out and RealSR scores of a student
+#
+# Everything lives in $CAMPAIGN (default /work/campaign), outside the work tree,
+# so a machine handed back to the next session keeps the latent cache and the
+# run (optimiser state included); without it the prior continues from the
+# committed EMA weights (--init) with a short warm-up.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${SHARED:-$ROOT/../shared}
+C=${CAMPAIGN:-/work/campaign}
+BIN=$C/tsdsr-bin
+mkdir -p "$C"
+
+build() { (cd "$ROOT" && GOEXPERIMENT=simd go build -o "$BIN" ./cmd/tsdsr); }
+
+case "${1:-}" in
+setup)
+  # Photos of data/train (a_) and data/train2 (b_), as symlinks; the names in
+  # scripts/torch/holdout.txt (every 25th of the sorted list, from the 13th)
+  # are held out of every training run and used to choose checkpoints.
+  mkdir -p "$C/train" "$C/holdout"
+  for d in a:train b:train2; do
+    for f in "$SHARED/data/${d#*:}"/*; do
+      n=$(basename "$f")
+      case "$n" in *.jpg|*.jpeg|*.png) ;; *) continue ;; esac
+      name=${d%%:*}_$n
+      if grep -qxF "$name" "$ROOT/scripts/torch/holdout.txt"; then dst=holdout; else dst=train; fi
+      ln -sfn "$f" "$C/$dst/$name"
+    done
+  done
+  build
+  # 110 hold-out pairs, 368 -> 92 (Real-ESRGAN degradation, seed 15); the two
+  # pairs whose crop needed padding (a photo shorter than 368 px) are dropped.
+  if [ ! -d "$C/holdout-pairs/lr" ]; then
+    "$BIN" degrade --hr "$C/holdout" --out "$C/holdout-pairs" --n 112 --size 368 --seed 15 -j 1
+    for f in $(grep -l '"pad_right": [1-9]\|"pad_bottom": [1-9]' "$C"/holdout-pairs/meta/*.json); do
+      b=$(basename "$f" .json)
+      rm -f "$C/holdout-pairs/hr/$b.png" "$C/holdout-pairs/lr/$b.png"
+    done
+  fi
+  echo "train $(ls "$C/train" | wc -l), holdout $(ls "$C/holdout" | wc -l) photos, $(ls "$C/holdout-pairs/lr" | wc -l) pairs"
+  ;;
+prior)
+  # The prior of the campaign: configs/prior-192x6.json on 4 crops of 256 px
+  # per training photo, noise levels centred lower (--logit-mean -1: median
+  # sigma 0.52 instead of 0.75, where TSD's and DASM's low-noise gradients
+  # are), stopped by SIGINT (checkpoint) after SECONDS.
+  secs=${2:?seconds}
+  [ -x "$BIN" ] || build
+  common=(--config "$ROOT/configs/prior-192x6.json" --data "$C/train" --cache "$C/latents-4x256.safetensors"
+    --crops-per-photo 4 --batch 16 --steps 40000 --lr 1e-4 --warmup 50 --ema 0.999 --save-every 200
+    --val-every 200 --val-fraction 0.03 --logit-mean -1.0 --seed 4 --quiet)
+  if [ -f "$C/runs/prior4/state.json" ]; then
+    # Session 1's run, optimiser state included: --init is only compared
+    # with the recipe on --resume, not read.
+    args=(--out "$C/runs/prior4" --resume --init /work/main/artifacts/prior-192x6-cont2/ema.safetensors)
+  elif [ -f "$C/runs/prior4b/state.json" ]; then
+    args=(--out "$C/runs/prior4b" --resume --init "$ROOT/artifacts/prior4/ema.safetensors")
+  else
+    # The folder is gone: continue from the committed EMA with a fresh optimiser.
+    args=(--out "$C/runs/prior4b" --init "$ROOT/artifacts/prior4/ema.safetensors")
+  fi
+  cd "$C"
+  nohup nice -n 5 timeout -s INT "$secs" "$BIN" train prior "${common[@]}" "${args[@]}" >>"$C/prior.log" 2>&1 &
+  echo "prior running (pid $!), log $run/train.log"
+  ;;
+score)
+  name=${2:?name}; model=${3:?model}
+  [ -x "$BIN" ] || build
+  out=$C/scores/$name
+  mkdir -p "$out"
+  "$BIN" upscale --model "$model" -i "$C/holdout-pairs/lr" -o "$out/holdout" --quiet --overwrite
+  "$BIN" eval --sr "$out/holdout" --gt "$C/holdout-pairs/hr" | tail -2 | tee "$out/holdout.txt"
+  "$BIN" upscale --model "$model" -i "$SHARED/data/realsr/LR" -o "$out/realsr" --quiet --overwrite
+  "$BIN" eval --sr "$out/realsr" --gt "$SHARED/data/realsr/HR" | tail -2 | tee "$out/realsr.txt"
+  ;;
+*)
+  sed -n 2,12p "$0"
+  exit 2
+  ;;
+esac
