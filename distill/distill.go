@@ -78,6 +78,11 @@ type Config struct {
 	WeightDecay  float64 `json:"weight_decay"`  // AdamW weight decay (1e-4)
 	ClipNorm     float64 `json:"clip_norm"`     // gradient-norm clip (1.0)
 	Seed         uint64  `json:"seed"`          // LoRA initialisation seed
+	// EMA is the decay of an exponential moving average of the student's
+	// weights (0: none). The average is what student.safetensors holds: it
+	// smooths the step-to-step noise that the score terms add, which the
+	// student's own weights carry into the output.
+	EMA float64 `json:"ema,omitempty"`
 }
 
 // DefaultConfig is TSD-SR's recipe (ranks 64 and 16, lambda 0.7, DASM with
@@ -96,6 +101,9 @@ func (c Config) Validate() error {
 	case RegNone, RegVSD, RegTSD:
 	default:
 		return fmt.Errorf("distill: reg %q, want none, vsd or tsd", c.Reg)
+	}
+	if c.EMA < 0 || c.EMA >= 1 {
+		return fmt.Errorf("distill: EMA decay %g outside [0, 1)", c.EMA)
 	}
 	if c.Lambda < 0 || c.Lambda > 1 {
 		return fmt.Errorf("distill: lambda %g outside [0, 1]", c.Lambda)

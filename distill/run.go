@@ -135,6 +135,11 @@ func Run(ctx context.Context, o RunOptions) (Result, error) {
 		return res, err
 	}
 	res.Student = filepath.Join(o.Dir, "student.safetensors")
+	if tr.EMA != nil {
+		// The average is the model; the last weights stay in the checkpoint.
+		tr.EMA.Swap()
+		defer tr.EMA.Swap()
+	}
 	if err := SaveStudent(res.Student, tr.Student, safetensors.F32); err != nil {
 		return res, err
 	}

@@ -27,6 +27,9 @@ type Trainer struct {
 
 	OptStudent, OptFake *nn.AdamW
 	lrStudent, lrFake   nn.Schedule
+	// EMA averages the student's trainable weights (nil without
+	// Config.EMA); Swap it in to use or save the average.
+	EMA *nn.EMA
 }
 
 // NewTrainer builds the distillation around a prior: the prior itself
@@ -68,6 +71,9 @@ func NewTrainerFrom(cfg Config, prior, start *mmdit.Model) (*Trainer, error) {
 	adam := nn.AdamWConfig{LR: cfg.LR, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: cfg.WeightDecay}
 	t.OptStudent = nn.NewAdamW(t.Student.Params.Trainable(), adam)
 	t.lrStudent = nn.CosineWarmup(cfg.LR, cfg.Warmup, cfg.Steps)
+	if cfg.EMA > 0 {
+		t.EMA = nn.NewEMA(t.OptStudent.Params(), cfg.EMA)
+	}
 	if cfg.Reg != RegNone {
 		if t.Fake, err = Clone(prior); err != nil {
 			return nil, err
@@ -89,6 +95,9 @@ func NewTrainerFrom(cfg Config, prior, start *mmdit.Model) (*Trainer, error) {
 func (t *Trainer) Register(r *train.Run) {
 	r.Add("student", train.WeightList(t.OptStudent.Params()))
 	r.Add("opt_student", t.OptStudent)
+	if t.EMA != nil {
+		r.Add("ema_student", t.EMA)
+	}
 	if t.Fake != nil {
 		r.Add("fake", train.WeightList(t.OptFake.Params()))
 		r.Add("opt_fake", t.OptFake)
@@ -153,6 +162,12 @@ func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Metrics, error) {
 	m["lr"] = t.OptStudent.LR
 	if !math.IsNaN(norm) && !math.IsInf(norm, 0) {
 		t.OptStudent.Step()
+		if t.EMA != nil {
+			// diffusers' EMA warm-up, as the prior's: (1+n)/(10+n) until the decay.
+			n := float64(t.EMA.Updates())
+			t.EMA.Decay = min(cfg.EMA, (1+n)/(10+n))
+			t.EMA.Update()
+		}
 	}
 	t.OptStudent.ZeroGrad()
 

@@ -312,3 +312,54 @@ func TestInterpolate(t *testing.T) {
 		t.Errorf("other shape: err = %v", err)
 	}
 }
+
+// TestStudentEMA checks the student's weight average: after each step it
+// is the warm-up-weighted average of the weights (decay (1+n)/(10+n) capped
+// at Config.EMA, tracked here by hand), and it resumes exactly from a
+// checkpoint like the optimisers.
+func TestStudentEMA(t *testing.T) {
+	cfg := tinyRecipe()
+	cfg.EMA = 0.5
+	tr, err := NewTrainer(cfg, tinyPrior(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := tr.OptStudent.Params()
+	want := make([][]float64, len(params))
+	for i, p := range params {
+		for _, v := range p.T.Data {
+			want[i] = append(want[i], float64(v))
+		}
+	}
+	for s := range 3 {
+		if _, err := tr.Step(tinyBatch(s), rng.New(uint64(s))); err != nil {
+			t.Fatal(err)
+		}
+		d := min(cfg.EMA, float64(1+s)/float64(10+s))
+		for i, p := range params {
+			for j, v := range p.T.Data {
+				want[i][j] = d*want[i][j] + (1-d)*float64(v)
+			}
+		}
+	}
+	if tr.EMA.Updates() != 3 {
+		t.Fatalf("%d EMA updates, want 3", tr.EMA.Updates())
+	}
+	tr.EMA.Swap()
+	for i, p := range params {
+		for j, v := range p.T.Data {
+			if math.Abs(float64(v)-want[i][j]) > 1e-6*(1+math.Abs(want[i][j])) {
+				t.Fatalf("%s[%d]: average %v, want %v", p.Name, j, v, want[i][j])
+			}
+		}
+	}
+	tr.EMA.Swap()
+
+	straight := runTiny(t, t.TempDir(), cfg, 4, false)
+	dir := t.TempDir()
+	runTiny(t, dir, cfg, 2, false)
+	resumed := runTiny(t, dir, cfg, 4, true)
+	straight.EMA.Swap()
+	resumed.EMA.Swap()
+	sameParams(t, "student EMA", straight.OptStudent.Params(), resumed.OptStudent.Params())
+}

@@ -63,6 +63,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	dasmSteps := fs.Int("dasm-steps", def.DASMSteps, "DASM trajectory length (weights 1, 0.3, 0.3, ...)")
 	wMSE := fs.Float64("w-mse", def.WMSE, "weight of the latent MSE")
 	wTSD := fs.Float64("w-tsd", def.WTSD, "weight of L_TSD")
+	ema := fs.Float64("ema", def.EMA, "EMA decay of the student's weights, saved as student.safetensors (0: none, the last weights)")
 	wPix := fs.Float64("w-pix", def.WPix, "weight of the pixel loss (Charbonnier on TAESD3-decoded output; 0: off)")
 	seed := fs.Uint64("seed", 0, "seed of the adapters, the data stream and the noise")
 	resume := fs.Bool("resume", false, "continue the run in OUT from its latest checkpoint")
@@ -84,7 +85,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	}
 	cfg := distill.Config{LoRARank: *loraRank, FakeRank: *fakeRank, FullFinetune: *full, Reg: *reg, Lambda: *lambda,
 		DASM: *dasm, DASMSteps: *dasmSteps, WMSE: *wMSE, WTSD: *wTSD, WPix: *wPix, LR: *lr, LRFake: *lrFake,
-		Warmup: *warmup, Steps: *steps, WeightDecay: def.WeightDecay, ClipNorm: def.ClipNorm, Seed: *seed}
+		Warmup: *warmup, Steps: *steps, WeightDecay: def.WeightDecay, ClipNorm: def.ClipNorm, Seed: *seed, EMA: *ema}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
