@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -50,8 +51,14 @@ type RunOptions struct {
 	Batch, Size  int    // pairs per step; HR crop side (LR is Size/4)
 	Steps        int
 	SaveEvery    int
-	Resume       bool
-	Progress     io.Writer // progress bar and messages (nil: none)
+	// SnapshotEvery, when positive, writes the student of every
+	// SnapshotEvery-th step (its EMA with Config.EMA) to
+	// Dir/students/step-N.safetensors in BF16, so a checkpoint can be
+	// chosen afterwards on held-out pairs (run checkpoints keep only the
+	// last two).
+	SnapshotEvery int
+	Resume        bool
+	Progress      io.Writer // progress bar and messages (nil: none)
 }
 
 // Result is where a run ended.
@@ -125,8 +132,16 @@ func Run(ctx context.Context, o RunOptions) (Result, error) {
 		m, err := tr.Step(EncodeBatch(enc, b), r)
 		return m, b.N, err
 	}
+	var snapshot func(int) (train.Metrics, error)
+	if o.SnapshotEvery > 0 {
+		snapshot = func(s int) (train.Metrics, error) {
+			// Recorded in metrics.jsonl, so the log says which steps have one.
+			return train.Metrics{"snapshot": 1}, saveSnapshot(filepath.Join(o.Dir, "students", fmt.Sprintf("step-%08d.safetensors", s)), tr)
+		}
+	}
 	shown := []string{"loss", "mse", "tsd", "pix", "fake"}
-	err = run.Loop(ctx, train.Loop{Steps: o.Steps, SaveEvery: o.SaveEvery, Step: step, Progress: o.Progress, Show: shown, Plot: shown})
+	err = run.Loop(ctx, train.Loop{Steps: o.Steps, SaveEvery: o.SaveEvery, EvalEvery: o.SnapshotEvery, Eval: snapshot,
+		Step: step, Progress: o.Progress, Show: shown, Plot: shown})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return res, err
 	}
@@ -145,6 +160,19 @@ func Run(ctx context.Context, o RunOptions) (Result, error) {
 	}
 	res.Step, res.Elapsed = run.Step(), run.Elapsed()
 	return res, nil
+}
+
+// saveSnapshot writes the trainer's student (its EMA when there is one)
+// to path in BF16, leaving the training state as it was.
+func saveSnapshot(path string, tr *Trainer) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if tr.EMA != nil {
+		tr.EMA.Swap()
+		defer tr.EMA.Swap()
+	}
+	return SaveStudent(path, tr.Student, safetensors.BF16)
 }
 
 // EncodeBatch turns a pair batch into scaled TAESD3 latents, without

@@ -68,6 +68,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	seed := fs.Uint64("seed", 0, "seed of the adapters, the data stream and the noise")
 	resume := fs.Bool("resume", false, "continue the run in OUT from its latest checkpoint")
 	saveEvery := fs.Int("save-every", 100, "checkpoint period in steps (also at the end and on Ctrl-C)")
+	snapshotEvery := fs.Int("snapshot-every", 0, "write OUT/students/step-N.safetensors (BF16; the EMA with --ema) every N steps, to choose a checkpoint on held-out pairs (0: none)")
 	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	if err := parseFlags(fs, args); err != nil {
@@ -111,7 +112,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 		progress = nil
 	}
 	res, err := distill.Run(ctx, distill.RunOptions{Config: cfg, Prior: model, Start: start, Init: *initFrom, PriorName: *prior,
-		DataDir: *dataDir, Dir: *out, Batch: *batch, Size: *size, Steps: *steps, SaveEvery: *saveEvery, Resume: *resume, Progress: progress})
+		DataDir: *dataDir, Dir: *out, Batch: *batch, Size: *size, Steps: *steps, SaveEvery: *saveEvery, SnapshotEvery: *snapshotEvery, Resume: *resume, Progress: progress})
 	if err != nil {
 		return err
 	}

@@ -84,11 +84,12 @@ func TestTrainDistill(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "run")
 	args := []string{"--prior", prior, "--data", photos, "--out", out, "--steps", "3", "--batch", "2", "--size", "64",
 		"--lora-rank", "4", "--fake-rank", "2", "--warmup", "0", "--lr", "1e-3", "--lr-fake", "1e-3",
-		"--save-every", "2", "--seed", "3", "--quiet", "--threads", "2"}
+		"--save-every", "2", "--seed", "3", "--quiet", "--threads", "2", "--ema", "0.9", "--snapshot-every", "2"}
 	if err := runTrainDistill(context.Background(), args); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"student.safetensors", "loss.png", "loss.csv", "metrics.jsonl", "state.json", "checkpoints/step-00000002/state.json"} {
+	for _, f := range []string{"student.safetensors", "loss.png", "loss.csv", "metrics.jsonl", "state.json", "checkpoints/step-00000002/state.json",
+		"students/step-00000002.safetensors", "students/step-00000003.safetensors"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Error(err)
 		}
@@ -127,6 +128,18 @@ func TestTrainDistill(t *testing.T) {
 	}
 	if moved == 0 {
 		t.Fatal("the student equals the prior after 3 steps")
+	}
+	// The last snapshot is the saved student (the EMA) in BF16.
+	snap, err := mmdit.LoadFile(filepath.Join(out, "students/step-00000003.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range want.Params.List() {
+		for j, v := range p.T.Data {
+			if d := math.Abs(float64(v - snap.Params.List()[i].T.Data[j])); d > 1e-2*math.Abs(float64(v))+1e-30 {
+				t.Fatalf("snapshot %s[%d] = %v, student %v: not its BF16 rounding", p.Name, j, snap.Params.List()[i].T.Data[j], v)
+			}
+		}
 	}
 
 	crashed := filepath.Join(t.TempDir(), "crashed")
