@@ -51,9 +51,8 @@ func lastDimNorm(op string, x, weight, bias *Tensor, eps float32, center bool) *
 	parallel.For(rows, grain, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr, yr := x.Data[r*d:(r+1)*d], out.Data[r*d:(r+1)*d]
-			m, rs := meanRstd(xr, eps, center)
-			mean[r], rstd[r] = float32(m), float32(rs)
-			mf, rf := float32(m), float32(rs)
+			mf, rf := meanRstd(xr, eps, center)
+			mean[r], rstd[r] = mf, rf
 			for i, v := range xr {
 				yr[i] = (v - mf) * rf
 			}
@@ -143,19 +142,20 @@ func lastDimNorm(op string, x, weight, bias *Tensor, eps float32, center bool) *
 
 // meanRstd returns the mean of v (0 unless center: RMSNorm's statistics)
 // and 1/sqrt(mean((v - mean)^2) + eps), accumulated in float64.
-func meanRstd(v []float32, eps float32, center bool) (mean, rstd float64) {
+func meanRstd(v []float32, eps float32, center bool) (mean, rstd float32) {
+	var m float64
 	if center {
 		for _, x := range v {
-			mean += float64(x)
+			m += float64(x)
 		}
-		mean /= float64(len(v))
+		m /= float64(len(v))
 	}
 	var ss float64
 	for _, x := range v {
-		d := float64(x) - mean
+		d := float64(x) - m
 		ss += d * d
 	}
-	return mean, 1 / math.Sqrt(ss/float64(len(v))+float64(eps))
+	return float32(m), float32(1 / math.Sqrt(ss/float64(len(v))+float64(eps)))
 }
 
 // normGradBuffers allocates what a norm's backward fills: the input
@@ -211,9 +211,8 @@ func GroupNorm(x *Tensor, groups int, weight, bias *Tensor, eps float32) *Tensor
 	parallel.For(tasks, grain, func(lo, hi int) {
 		for t := lo; t < hi; t++ {
 			xg, yg := x.Data[t*gsize:(t+1)*gsize], out.Data[t*gsize:(t+1)*gsize]
-			m, rs := meanRstd(xg, eps, true)
-			mean[t], rstd[t] = float32(m), float32(rs)
-			mf, rf := float32(m), float32(rs)
+			mf, rf := meanRstd(xg, eps, true)
+			mean[t], rstd[t] = mf, rf
 			c0 := (t % groups) * cpg
 			for k := 0; k < cpg; k++ {
 				sc, sh := rf, -mf*rf
