@@ -5,12 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
-	"tsdsr/internal/parallel"
 	"tsdsr/latents"
 	"tsdsr/model/mmdit"
 	"tsdsr/nn"
@@ -57,17 +55,18 @@ func runSub(ctx context.Context, cmd string, subs map[string]*command, args []st
 
 func runTrain(ctx context.Context, args []string) error { return runSub(ctx, "train", trainers, args) }
 
+const trainPriorUsage = `Usage: tsdsr train prior --out DIR --steps N [--config model.json] [--data DIR] [--cache FILE] [--resume] [flags]
+
+Trains the MMDiT prior by flow matching (SD3: loss = MSE(v, eps - x0), logit-normal noise levels,
+shift 3) on TAESD3 latents of random HR crops. The latents are encoded once into --cache
+(built from --data when the file does not exist). OUT gets config.json, checkpoints/,
+state.json, metrics.jsonl, loss.png and train.log; Ctrl-C saves a checkpoint, and --resume
+continues exactly where it stopped.
+
+`
+
 func runTrainPrior(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("train prior", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: tsdsr train prior --out DIR --steps N [--config model.json] [--data DIR] [--cache FILE] [--resume] [flags]")
-		fmt.Fprintln(fs.Output(), "\nTrains the MMDiT prior by flow matching (SD3: loss = MSE(v, eps - x0), logit-normal noise levels,")
-		fmt.Fprintln(fs.Output(), "shift 3) on TAESD3 latents of random HR crops. The latents are encoded once into --cache")
-		fmt.Fprintln(fs.Output(), "(built from --data when the file does not exist). OUT gets config.json, checkpoints/,")
-		fmt.Fprintln(fs.Output(), "state.json, metrics.jsonl, loss.png and train.log; Ctrl-C saves a checkpoint, and --resume")
-		fmt.Fprint(fs.Output(), "continues exactly where it stopped.\n\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("train prior", trainPriorUsage)
 	def := train.DefaultPriorOptions()
 	config := fs.String("config", "", "model config JSON (diffusers SD3 keys + context_tokens; default: the built-in small prior)")
 	initFrom := fs.String("init", "", "start from these weights (safetensors, e.g. an earlier run's EMA) with a fresh optimiser")
@@ -91,8 +90,8 @@ func runTrainPrior(ctx context.Context, args []string) error {
 	saveEvery := fs.Int("save-every", def.SaveEvery, "checkpoint period in steps (also at the end and on Ctrl-C)")
 	valFraction := fs.Float64("val-fraction", 0.05, "fraction of photos held out for validation")
 	valN := fs.Int("val-n", 64, "held-out latents in the validation loss (0: all)")
-	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
-	quiet := fs.Bool("quiet", false, "no progress bars")
+	var job jobFlags
+	job.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -100,9 +99,7 @@ func runTrainPrior(ctx context.Context, args []string) error {
 		fs.Usage()
 		return errUsage
 	}
-	if *threads > 0 {
-		parallel.SetThreads(*threads)
-	}
+	progress := job.start()
 	cfg := mmdit.Small()
 	if *config != "" {
 		var err error
@@ -115,10 +112,6 @@ func runTrainPrior(ctx context.Context, args []string) error {
 	}
 	if *cache == "" {
 		*cache = filepath.Join(*out, "latents.safetensors")
-	}
-	var progress io.Writer = os.Stderr
-	if *quiet {
-		progress = nil
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err

@@ -3,14 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"tsdsr/distill"
-	"tsdsr/internal/parallel"
 	"tsdsr/model/mmdit"
 	"tsdsr/model/taesd"
 	"tsdsr/train"
@@ -20,29 +16,26 @@ func init() {
 	registerTrainer("distill", "TSD-SR one-step student by target score distillation from a prior", runTrainDistill)
 }
 
+const trainDistillUsage = "Usage: tsdsr train distill --prior DIR|FILE --data DIR --out DIR [--resume] [flags]\n" +
+	"\nDistils the prior into a one-step super-resolution student by Target Score Distillation\n" +
+	"(TSD-SR): z_hat = z_L - G(z_L, t=1000) on TAESD3 latents of bicubic-upsampled LR crops,\n" +
+	"L = w_mse MSE(z_hat, z_H) + w_pix pixel + w_tsd L_TSD, with a fake score trained online.\n" +
+	"HR/LR pairs stream from --data through the Real-ESRGAN degradation (--size HR -> size/4 LR).\n" +
+	"\nAblations: --reg none (MSE only), --reg vsd (lambda 1), --reg tsd --dasm=false, --reg tsd (default).\n" +
+	"The pixel loss (--w-pix) is a Charbonnier (smooth L1) distance on TAESD3-decoded output, a\n" +
+	"stand-in for TSD-SR's LPIPS, whose ImageNet backbone is not available.\n" +
+	"\n--prior is a run directory of `tsdsr train prior` (EMA weights when present), a diffusers\n" +
+	"directory (config.json + diffusion_pytorch_model.safetensors) or a safetensors file with its\n" +
+	"config in the metadata or a config.json beside it. --init starts the student from an earlier\n" +
+	"student (two-stage training: --reg none first, then score distillation from it).\n" +
+	"\nOUT gets student.safetensors (merged weights, config in the metadata: what the upscaler\n" +
+	"loads), checkpoints/, state.json, metrics.jsonl, loss.csv, loss.png and train.log. Ctrl-C saves\n" +
+	"a checkpoint; --resume continues bit for bit.\n\n"
+
 // runTrainDistill is `tsdsr train distill`: TSD-SR's one-step student
 // distilled from a prior (see package distill).
 func runTrainDistill(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("train distill", flag.ContinueOnError)
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprintln(w, "Usage: tsdsr train distill --prior DIR|FILE --data DIR --out DIR [--resume] [flags]")
-		fmt.Fprintln(w, "\nDistils the prior into a one-step super-resolution student by Target Score Distillation")
-		fmt.Fprintln(w, "(TSD-SR): z_hat = z_L - G(z_L, t=1000) on TAESD3 latents of bicubic-upsampled LR crops,")
-		fmt.Fprintln(w, "L = w_mse MSE(z_hat, z_H) + w_pix pixel + w_tsd L_TSD, with a fake score trained online.")
-		fmt.Fprintln(w, "HR/LR pairs stream from --data through the Real-ESRGAN degradation (--size HR -> size/4 LR).")
-		fmt.Fprintln(w, "\nAblations: --reg none (MSE only), --reg vsd (lambda 1), --reg tsd --dasm=false, --reg tsd (default).")
-		fmt.Fprintln(w, "The pixel loss (--w-pix) is a Charbonnier (smooth L1) distance on TAESD3-decoded output, a")
-		fmt.Fprintln(w, "stand-in for TSD-SR's LPIPS, whose ImageNet backbone is not available.")
-		fmt.Fprintln(w, "\n--prior is a run directory of `tsdsr train prior` (EMA weights when present), a diffusers")
-		fmt.Fprintln(w, "directory (config.json + diffusion_pytorch_model.safetensors) or a safetensors file with its")
-		fmt.Fprintln(w, "config in the metadata or a config.json beside it. --init starts the student from an earlier")
-		fmt.Fprintln(w, "student (two-stage training: --reg none first, then score distillation from it).")
-		fmt.Fprintln(w, "\nOUT gets student.safetensors (merged weights, config in the metadata: what the upscaler")
-		fmt.Fprintln(w, "loads), checkpoints/, state.json, metrics.jsonl, loss.csv, loss.png and train.log. Ctrl-C saves")
-		fmt.Fprint(w, "a checkpoint; --resume continues bit for bit.\n\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("train distill", trainDistillUsage)
 	def := distill.DefaultConfig()
 	prior := fs.String("prior", "", "`path` of the prior: run directory, diffusers directory or safetensors file (see above)")
 	initFrom := fs.String("init", "", "start the student from this `student.safetensors` (e.g. a --reg none run) instead of the prior")
@@ -67,8 +60,8 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	seed := fs.Uint64("seed", 0, "seed of the adapters, the data stream and the noise")
 	resume := fs.Bool("resume", false, "continue the run in OUT from its latest checkpoint")
 	saveEvery := fs.Int("save-every", 100, "checkpoint period in steps (also at the end and on Ctrl-C)")
-	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
-	quiet := fs.Bool("quiet", false, "no progress bar")
+	var job jobFlags
+	job.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -79,9 +72,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	if *size <= 0 || *size%(4*taesd.Factor) != 0 {
 		return fmt.Errorf("--size %d: must be a positive multiple of %d (4x LR, 8x latents)", *size, 4*taesd.Factor)
 	}
-	if *threads > 0 {
-		parallel.SetThreads(*threads)
-	}
+	progress := job.start()
 	cfg := distill.Config{LoRARank: *loraRank, FakeRank: *fakeRank, FullFinetune: *full, Reg: *reg, Lambda: *lambda,
 		DASM: *dasm, DASMSteps: *dasmSteps, WMSE: *wMSE, WTSD: *wTSD, WPix: *wPix, LR: *lr, LRFake: *lrFake,
 		Warmup: *warmup, Steps: *steps, WeightDecay: def.WeightDecay, ClipNorm: def.ClipNorm, Seed: *seed}
@@ -104,10 +95,6 @@ func runTrainDistill(ctx context.Context, args []string) error {
 		if start, err = mmdit.LoadFile(*initFrom); err != nil {
 			return fmt.Errorf("--init: %w", err)
 		}
-	}
-	var progress io.Writer = os.Stderr
-	if *quiet {
-		progress = nil
 	}
 	res, err := distill.Run(ctx, distill.RunOptions{Config: cfg, Prior: model, Start: start, Init: *initFrom, PriorName: *prior,
 		DataDir: *dataDir, Dir: *out, Batch: *batch, Size: *size, Steps: *steps, SaveEvery: *saveEvery, Resume: *resume, Progress: progress})
