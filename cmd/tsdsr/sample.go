@@ -63,7 +63,7 @@ func runSamplePrior(ctx context.Context, args []string) error {
 		return err
 	}
 	s := *size / taesd.Factor
-	if s%m.Config.PatchSize != 0 || s/m.Config.PatchSize > m.Config.PosEmbedMaxSize {
+	if !m.Config.Fits(s) {
 		return fmt.Errorf("size %d gives %dx%d latents, which do not fit patch %d and position grid %d", *size, s, s, m.Config.PatchSize, m.Config.PosEmbedMaxSize)
 	}
 	_, dec, err := taesd.Embedded()

@@ -40,7 +40,6 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	prior := fs.String("prior", "", "`path` of the prior: run directory, diffusers directory or safetensors file (see above)")
 	initFrom := fs.String("init", "", "start the student from this `student.safetensors` (e.g. a --reg none run) instead of the prior")
 	dataDir := fs.String("data", "", "directory of HR photos")
-	out := fs.String("out", "", "run directory")
 	steps := fs.Int("steps", 2000, "student steps (each followed by one fake-score step)")
 	batch := fs.Int("batch", 2, "pairs per step")
 	size := fs.Int("size", 256, "HR crop side (LR is size/4; latents size/8)")
@@ -58,21 +57,19 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	wTSD := fs.Float64("w-tsd", def.WTSD, "weight of L_TSD")
 	wPix := fs.Float64("w-pix", def.WPix, "weight of the pixel loss (Charbonnier on TAESD3-decoded output; 0: off)")
 	seed := fs.Uint64("seed", 0, "seed of the adapters, the data stream and the noise")
-	resume := fs.Bool("resume", false, "continue the run in OUT from its latest checkpoint")
-	saveEvery := fs.Int("save-every", 100, "checkpoint period in steps (also at the end and on Ctrl-C)")
-	var job jobFlags
-	job.register(fs)
+	var rd runFlags
+	rd.register(fs, 100)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *prior == "" || *dataDir == "" || *out == "" || *steps <= 0 || *batch <= 0 || fs.NArg() > 0 {
+	if *prior == "" || *dataDir == "" || rd.out == "" || *steps <= 0 || *batch <= 0 || fs.NArg() > 0 {
 		fs.Usage()
 		return errUsage
 	}
 	if *size <= 0 || *size%(4*taesd.Factor) != 0 {
 		return fmt.Errorf("--size %d: must be a positive multiple of %d (4x LR, 8x latents)", *size, 4*taesd.Factor)
 	}
-	progress := job.start()
+	progress := rd.start()
 	cfg := distill.Config{LoRARank: *loraRank, FakeRank: *fakeRank, FullFinetune: *full, Reg: *reg, Lambda: *lambda,
 		DASM: *dasm, DASMSteps: *dasmSteps, WMSE: *wMSE, WTSD: *wTSD, WPix: *wPix, LR: *lr, LRFake: *lrFake,
 		Warmup: *warmup, Steps: *steps, WeightDecay: def.WeightDecay, ClipNorm: def.ClipNorm, Seed: *seed}
@@ -84,7 +81,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 		return fmt.Errorf("prior: %w", err)
 	}
 	mc := model.Config
-	if lat := *size / taesd.Factor; lat%mc.PatchSize != 0 || lat/mc.PatchSize > mc.PosEmbedMaxSize {
+	if lat := *size / taesd.Factor; !mc.Fits(lat) {
 		return fmt.Errorf("--size %d gives %dx%d latents, which do not fit patch %d and position grid %d", *size, lat, lat, mc.PatchSize, mc.PosEmbedMaxSize)
 	}
 	if mc.ContextTokens == 0 {
@@ -97,12 +94,12 @@ func runTrainDistill(ctx context.Context, args []string) error {
 		}
 	}
 	res, err := distill.Run(ctx, distill.RunOptions{Config: cfg, Prior: model, Start: start, Init: *initFrom, PriorName: *prior,
-		DataDir: *dataDir, Dir: *out, Batch: *batch, Size: *size, Steps: *steps, SaveEvery: *saveEvery, Resume: *resume, Progress: progress})
+		DataDir: *dataDir, Dir: rd.out, Batch: *batch, Size: *size, Steps: *steps, SaveEvery: rd.saveEvery, Resume: rd.resume, Progress: progress})
 	if err != nil {
 		return err
 	}
 	if res.Interrupted {
-		return fmt.Errorf("interrupted: checkpoint saved at step %d in %s (student of that step in %s); continue with --resume", res.Step, *out, res.Student)
+		return fmt.Errorf("interrupted: checkpoint saved at step %d in %s (student of that step in %s); continue with --resume", res.Step, rd.out, res.Student)
 	}
 	if progress != nil {
 		fmt.Fprintf(progress, "done: %d steps in %s of training; student in %s\n", res.Step, res.Elapsed.Round(time.Second), res.Student)
