@@ -113,3 +113,21 @@ func TestBinaryLargeBroadcastGrad(t *testing.T) {
 		}
 	}
 }
+
+func TestBroadcastBinaryGrad(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	ops := map[string]func(a, b *tensor.Tensor) *tensor.Tensor{
+		"add": tensor.Add, "sub": tensor.Sub, "mul": tensor.Mul,
+	}
+	for name, op := range ops {
+		t.Run(name, func(t *testing.T) {
+			a, b := tensortest.Rand(r, 2, 3, 4), tensortest.Rand(r, 3, 1)
+			tensortest.GradCheck(t, func(in []*tensor.Tensor) *tensor.Tensor { return op(in[0], in[1]) }, 1e-2, 1e-3, a, b)
+		})
+	}
+	a, b := tensortest.Rand(r, 4, 5), tensortest.Rand(r, 5)
+	for i := range b.Data {
+		b.Data[i] += 3 // keep the divisor away from 0
+	}
+	tensortest.GradCheck(t, func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Div(in[0], in[1]) }, 1e-2, 1e-3, a, b)
+}
