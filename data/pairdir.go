@@ -7,12 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 
 	"tsdsr/degrade"
 	"tsdsr/imageio"
 	"tsdsr/internal/atomicfile"
+	"tsdsr/internal/parallel"
 )
 
 // PairDir is a directory of synthesised training pairs, as `tsdsr degrade`
@@ -90,36 +89,15 @@ func (d *PairDir) Missing(n int) []int {
 // (when not nil; from any worker) after each pair. The first failure
 // stops the others and is returned; so is ctx's error on cancellation.
 func (d *PairDir) Write(ctx context.Context, todo []int, jobs int, done func()) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var next atomic.Int64
-	var firstErr error
-	var errOnce sync.Once
-	var wg sync.WaitGroup
-	for range max(1, jobs) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(1)) - 1
-				if i >= len(todo) {
-					return
-				}
-				if err := d.writePair(todo[i]); err != nil {
-					errOnce.Do(func() { firstErr = err; cancel() })
-					return
-				}
-				if done != nil {
-					done()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
+	return parallel.Jobs(ctx, len(todo), jobs, func(i int) error {
+		if err := d.writePair(todo[i]); err != nil {
+			return err
+		}
+		if done != nil {
+			done()
+		}
+		return nil
+	})
 }
 
 // writePair builds pair k and writes HR, LR, then the sidecar: the sidecar

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"tsdsr/imageio"
+	"tsdsr/internal/parallel"
 	"tsdsr/metrics"
 	"tsdsr/resize"
 )
@@ -75,56 +76,22 @@ func Run(ctx context.Context, pairs []Pair, ms []metrics.Metric, load Loader, wo
 			}
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	out := make([]Result, len(pairs))
-	next := make(chan int)
-	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	fail := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-			cancel()
+	var mu sync.Mutex
+	err := parallel.Jobs(ctx, len(pairs), workers, func(i int) error {
+		r, err := measure(pairs[i], ms, load)
+		if err != nil {
+			return err
 		}
-		mu.Unlock()
-	}
-	for range max(1, min(workers, len(pairs))) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				r, err := measure(pairs[i], ms, load)
-				if err != nil {
-					fail(err)
-					continue
-				}
-				out[i] = r
-				if progress != nil {
-					mu.Lock()
-					progress()
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-feed:
-	for i := range pairs {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
+		out[i] = r
+		if progress != nil {
+			mu.Lock()
+			progress()
+			mu.Unlock()
 		}
-	}
-	close(next)
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	if err := ctx.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil

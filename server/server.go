@@ -14,6 +14,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"encoding/json"
@@ -129,27 +130,14 @@ func New(cfg Config) (*Server, error) {
 	if err := sr.ValidateTiling(cfg.Model.Tile, cfg.Model.TileOverlap); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	if cfg.MaxPixels == 0 {
-		cfg.MaxPixels = DefaultMaxPixels
-	}
-	if cfg.MaxOutputPixels == 0 {
-		cfg.MaxOutputPixels = DefaultMaxOutputPixels
-	}
-	if cfg.MaxJobMemory == 0 {
-		cfg.MaxJobMemory = DefaultMaxJobMemory
-	}
-	if cfg.MaxBody == 0 {
-		cfg.MaxBody = DefaultMaxBody
-	}
-	if cfg.UploadGrace == 0 {
-		cfg.UploadGrace = DefaultUploadGrace
-	}
-	if cfg.MinUploadRate == 0 {
-		cfg.MinUploadRate = DefaultMinUploadRate
-	}
-	if cfg.MaxUploads == 0 {
-		cfg.MaxUploads = DefaultMaxUploads
-	}
+	// A zero limit is the default one.
+	cfg.MaxPixels = cmp.Or(cfg.MaxPixels, DefaultMaxPixels)
+	cfg.MaxOutputPixels = cmp.Or(cfg.MaxOutputPixels, DefaultMaxOutputPixels)
+	cfg.MaxJobMemory = cmp.Or(cfg.MaxJobMemory, DefaultMaxJobMemory)
+	cfg.MaxBody = cmp.Or(cfg.MaxBody, DefaultMaxBody)
+	cfg.UploadGrace = cmp.Or(cfg.UploadGrace, DefaultUploadGrace)
+	cfg.MinUploadRate = cmp.Or(cfg.MinUploadRate, DefaultMinUploadRate)
+	cfg.MaxUploads = cmp.Or(cfg.MaxUploads, DefaultMaxUploads)
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
 	}

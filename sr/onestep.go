@@ -128,13 +128,7 @@ func (o *OneStep) UpscaleWith(ctx context.Context, img *imageio.Image, opts *Mod
 			return nil, fmt.Errorf("sr: %dx%d image is too small for the official working size", img.Width, img.Height)
 		}
 	}
-	tile, overlap := o.Tile, o.Overlap
-	if opts != nil && opts.Tile > 0 {
-		tile = opts.Tile
-	}
-	if opts != nil && opts.TileOverlap > 0 {
-		overlap = opts.TileOverlap
-	}
+	tile, overlap := o.tiling(opts)
 	defer tensor.NoGrad()()
 	x := tensor.New(1, 3, h, w)
 	n := img.Width * img.Height
@@ -211,15 +205,22 @@ func (o *OneStep) ColorSource(fix ColorFix, rgb []float32, w, h, ow, oh int) []f
 // at t = 1000, tiled as UpscaleWith tiles it (opts may be nil): the
 // decoder then reads (zL - v) / LatentScale.
 func (o *OneStep) Velocity(ctx context.Context, zL *tensor.Tensor, opts *ModelOptions) (*tensor.Tensor, error) {
-	tile, overlap := o.Tile, o.Overlap
+	tile, overlap := o.tiling(opts)
+	defer tensor.NoGrad()()
+	return o.tiledVelocity(ctx, zL, tile, overlap)
+}
+
+// tiling is the tile and overlap of a call: opts' where set (> 0), else
+// the upscaler's own.
+func (o *OneStep) tiling(opts *ModelOptions) (tile, overlap int) {
+	tile, overlap = o.Tile, o.Overlap
 	if opts != nil && opts.Tile > 0 {
 		tile = opts.Tile
 	}
 	if opts != nil && opts.TileOverlap > 0 {
 		overlap = opts.TileOverlap
 	}
-	defer tensor.NoGrad()()
-	return o.tiledVelocity(ctx, zL, tile, overlap)
+	return tile, overlap
 }
 
 func (o *OneStep) tiledVelocity(ctx context.Context, zL *tensor.Tensor, tile, overlap int) (*tensor.Tensor, error) {

@@ -161,7 +161,7 @@ func (p *Pipeline) UpscaleImage(ctx context.Context, in *imageio.Image) (*imagei
 		mult = m.Multiple()
 	}
 	pw, ph := roundUp(w, mult), roundUp(h, mult)
-	x := &imageio.Image{Width: pw, Height: ph, Channels: 3, BitDepth: in.BitDepth, Pix: padReflect(rgb, w, h, pw, ph)}
+	x := &imageio.Image{Width: pw, Height: ph, Channels: 3, BitDepth: in.BitDepth, Pix: fitPlanes(rgb, w, h, pw, ph)}
 
 	var y *imageio.Image
 	if ou, ok := p.up.(OptionsUpscaler); ok {
@@ -177,7 +177,7 @@ func (p *Pipeline) UpscaleImage(ctx context.Context, in *imageio.Image) (*imagei
 		return nil, fmt.Errorf("sr: %s returned %dx%dx%d for %dx%d input at scale %d", p.up.Name(), y.Width, y.Height, y.Channels, pw, ph, s)
 	}
 	sw, sh := w*s, h*s
-	pix := crop(y.Pix, pw*s, ph*s, sw, sh)
+	pix := fitPlanes(y.Pix, pw*s, ph*s, sw, sh)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -276,38 +276,25 @@ func reflectIndex(i, n int) int {
 	return i
 }
 
-// padReflect extends each w x h plane of src to pw x ph (pw >= w, ph >= h)
-// by reflection at the right and bottom edges.
-func padReflect(src []float32, w, h, pw, ph int) []float32 {
-	if pw == w && ph == h {
+// fitPlanes gives each w x h plane of src the size nw x nh: it keeps the
+// top-left corner of a side that shrinks and extends one that grows by
+// reflection at the right or bottom edge (reflectIndex).
+func fitPlanes(src []float32, w, h, nw, nh int) []float32 {
+	if nw == w && nh == h {
 		return src
 	}
-	n, pn := w*h, pw*ph
+	n, nn := w*h, nw*nh
 	planes := len(src) / n
-	dst := make([]float32, planes*pn)
+	dst := make([]float32, planes*nn)
+	cw := min(w, nw)
 	for p := range planes {
-		s, d := src[p*n:(p+1)*n], dst[p*pn:(p+1)*pn]
-		for y := range ph {
-			sy := reflectIndex(y, h)
-			for x := range pw {
-				d[y*pw+x] = s[sy*w+reflectIndex(x, w)]
+		s, d := src[p*n:(p+1)*n], dst[p*nn:(p+1)*nn]
+		for y := range nh {
+			srow, drow := s[reflectIndex(y, h)*w:][:w], d[y*nw:][:nw]
+			copy(drow, srow[:cw])
+			for x := cw; x < nw; x++ {
+				drow[x] = srow[reflectIndex(x, w)]
 			}
-		}
-	}
-	return dst
-}
-
-// crop keeps the top-left cw x ch corner of each w x h plane of src.
-func crop(src []float32, w, h, cw, ch int) []float32 {
-	if cw == w && ch == h {
-		return src
-	}
-	n, cn := w*h, cw*ch
-	planes := len(src) / n
-	dst := make([]float32, planes*cn)
-	for p := range planes {
-		for y := range ch {
-			copy(dst[p*cn+y*cw:p*cn+(y+1)*cw], src[p*n+y*w:p*n+y*w+cw])
 		}
 	}
 	return dst

@@ -149,13 +149,8 @@ func TestAttentionShapePanics(t *testing.T) {
 		"rank":  func() { tensor.Attention(tensor.New(2, 6), tensor.New(3, 6), tensor.New(3, 6), 2) },
 		"empty": func() { tensor.Attention(tensor.New(1, 2, 6), tensor.New(1, 0, 6), tensor.New(1, 0, 6), 2) },
 	} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("%s: no panic", name)
-				}
-			}()
-			f()
-		}()
+		if !tensortest.Panics(f) {
+			t.Errorf("%s: no panic", name)
+		}
 	}
 }

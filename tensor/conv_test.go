@@ -185,13 +185,8 @@ func TestConv2dShapePanics(t *testing.T) {
 		"kernel":   func() { tensor.Conv2d(tensor.New(1, 3, 2, 2), tensor.New(2, 3, 5, 5), nil, 1, 1) },
 		"stride":   func() { tensor.Conv2d(tensor.New(1, 3, 4, 4), tensor.New(2, 3, 3, 3), nil, 0, 1) },
 	} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("%s: no panic", name)
-				}
-			}()
-			f()
-		}()
+		if !tensortest.Panics(f) {
+			t.Errorf("%s: no panic", name)
+		}
 	}
 }

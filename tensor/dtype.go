@@ -84,40 +84,32 @@ func F32ToF16(f float32) uint16 {
 	return sign | uint16(r)
 }
 
-func checkLen(op string, a, b int) {
-	if a != b {
-		panic(fmt.Sprintf("tensor.%s: dst has %d elements, src %d", op, a, b))
+// convertSlice sets dst[i] = conv(src[i]) after checking the lengths match.
+func convertSlice[D, S any](op string, dst []D, src []S, conv func(S) D) {
+	if len(dst) != len(src) {
+		panic(fmt.Sprintf("tensor.%s: dst has %d elements, src %d", op, len(dst), len(src)))
+	}
+	for i, v := range src {
+		dst[i] = conv(v)
 	}
 }
 
 // BF16ToF32Slice widens src into dst (equal lengths).
 func BF16ToF32Slice(dst []float32, src []uint16) {
-	checkLen("BF16ToF32Slice", len(dst), len(src))
-	for i, h := range src {
-		dst[i] = BF16ToF32(h)
-	}
+	convertSlice("BF16ToF32Slice", dst, src, BF16ToF32)
 }
 
 // F32ToBF16Slice rounds src into dst (equal lengths); see F32ToBF16.
 func F32ToBF16Slice(dst []uint16, src []float32) {
-	checkLen("F32ToBF16Slice", len(dst), len(src))
-	for i, f := range src {
-		dst[i] = F32ToBF16(f)
-	}
+	convertSlice("F32ToBF16Slice", dst, src, F32ToBF16)
 }
 
 // F16ToF32Slice widens src into dst (equal lengths).
 func F16ToF32Slice(dst []float32, src []uint16) {
-	checkLen("F16ToF32Slice", len(dst), len(src))
-	for i, h := range src {
-		dst[i] = F16ToF32(h)
-	}
+	convertSlice("F16ToF32Slice", dst, src, F16ToF32)
 }
 
 // F32ToF16Slice rounds src into dst (equal lengths); see F32ToF16.
 func F32ToF16Slice(dst []uint16, src []float32) {
-	checkLen("F32ToF16Slice", len(dst), len(src))
-	for i, f := range src {
-		dst[i] = F32ToF16(f)
-	}
+	convertSlice("F32ToF16Slice", dst, src, F32ToF16)
 }

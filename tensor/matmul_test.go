@@ -72,14 +72,9 @@ func TestMatMul(t *testing.T) {
 		})
 	}
 	for _, bad := range [][2][]int{{{3, 4}, {5, 2}}, {{4}, {4, 2}}, {{2, 3, 4}, {3, 4, 2}}} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("MatMul(%v, %v) did not panic", bad[0], bad[1])
-				}
-			}()
-			tensor.MatMul(tensor.New(bad[0]...), tensor.New(bad[1]...))
-		}()
+		if !tensortest.Panics(func() { tensor.MatMul(tensor.New(bad[0]...), tensor.New(bad[1]...)) }) {
+			t.Errorf("MatMul(%v, %v) did not panic", bad[0], bad[1])
+		}
 	}
 }
 
@@ -104,14 +99,9 @@ func TestLinear(t *testing.T) {
 		"bias":        func() { tensor.Linear(tensor.New(2, 5), tensor.New(4, 5), tensor.New(5)) },
 		"weight rank": func() { tensor.Linear(tensor.New(2, 5), tensor.New(5), nil) },
 	} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("%s: no panic", name)
-				}
-			}()
-			f()
-		}()
+		if !tensortest.Panics(f) {
+			t.Errorf("%s: no panic", name)
+		}
 	}
 }
 

@@ -51,21 +51,8 @@ func lastDimNorm(op string, x, weight, bias *Tensor, eps float32, center bool) *
 	parallel.For(rows, grain, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr, yr := x.Data[r*d:(r+1)*d], out.Data[r*d:(r+1)*d]
-			var m float64
-			if center {
-				for _, v := range xr {
-					m += float64(v)
-				}
-				m /= float64(d)
-			}
-			var ss float64
-			for _, v := range xr {
-				dv := float64(v) - m
-				ss += dv * dv
-			}
-			rs := 1 / math.Sqrt(ss/float64(d)+float64(eps))
-			mean[r], rstd[r] = float32(m), float32(rs)
-			mf, rf := float32(m), float32(rs)
+			mf, rf := meanRstd(xr, eps, center)
+			mean[r], rstd[r] = mf, rf
 			for i, v := range xr {
 				yr[i] = (v - mf) * rf
 			}
@@ -82,19 +69,8 @@ func lastDimNorm(op string, x, weight, bias *Tensor, eps float32, center bool) *
 		}
 	})
 	return record(out, func(g *Tensor) {
-		var gx []float32
-		if x.requiresGrad {
-			gx = make([]float32, len(x.Data))
-		}
-		needW := weight != nil && weight.requiresGrad
-		needB := bias != nil && bias.requiresGrad
-		var dw, db []float64
-		if needW {
-			dw = make([]float64, d)
-		}
-		if needB {
-			db = make([]float64, d)
-		}
+		gx, dw, db := normGradBuffers(x, weight, bias, d)
+		needW, needB := dw != nil, db != nil
 		type partial struct{ w, b []float64 }
 		parallel.Reduce(rows, grain, func(lo, hi int) partial {
 			gh := make([]float32, d)
@@ -164,6 +140,40 @@ func lastDimNorm(op string, x, weight, bias *Tensor, eps float32, center bool) *
 	}, x, weight, bias)
 }
 
+// meanRstd returns the mean of v (0 unless center: RMSNorm's statistics)
+// and 1/sqrt(mean((v - mean)^2) + eps), accumulated in float64.
+func meanRstd(v []float32, eps float32, center bool) (mean, rstd float32) {
+	var m float64
+	if center {
+		for _, x := range v {
+			m += float64(x)
+		}
+		m /= float64(len(v))
+	}
+	var ss float64
+	for _, x := range v {
+		d := float64(x) - m
+		ss += d * d
+	}
+	return float32(m), float32(1 / math.Sqrt(ss/float64(len(v))+float64(eps)))
+}
+
+// normGradBuffers allocates what a norm's backward fills: the input
+// gradient when x needs one, and n float64 sums each for the weight and
+// the bias when they need one (nil otherwise).
+func normGradBuffers(x, weight, bias *Tensor, n int) (gx []float32, dw, db []float64) {
+	if x.requiresGrad {
+		gx = make([]float32, len(x.Data))
+	}
+	if weight != nil && weight.requiresGrad {
+		dw = make([]float64, n)
+	}
+	if bias != nil && bias.requiresGrad {
+		db = make([]float64, n)
+	}
+	return gx, dw, db
+}
+
 func toF32(v []float64) []float32 {
 	r := make([]float32, len(v))
 	for i, x := range v {
@@ -201,19 +211,8 @@ func GroupNorm(x *Tensor, groups int, weight, bias *Tensor, eps float32) *Tensor
 	parallel.For(tasks, grain, func(lo, hi int) {
 		for t := lo; t < hi; t++ {
 			xg, yg := x.Data[t*gsize:(t+1)*gsize], out.Data[t*gsize:(t+1)*gsize]
-			var s float64
-			for _, v := range xg {
-				s += float64(v)
-			}
-			m := s / float64(gsize)
-			var ss float64
-			for _, v := range xg {
-				dv := float64(v) - m
-				ss += dv * dv
-			}
-			rs := 1 / math.Sqrt(ss/float64(gsize)+float64(eps))
-			mean[t], rstd[t] = float32(m), float32(rs)
-			mf, rf := float32(m), float32(rs)
+			mf, rf := meanRstd(xg, eps, true)
+			mean[t], rstd[t] = mf, rf
 			c0 := (t % groups) * cpg
 			for k := 0; k < cpg; k++ {
 				sc, sh := rf, -mf*rf
@@ -232,20 +231,9 @@ func GroupNorm(x *Tensor, groups int, weight, bias *Tensor, eps float32) *Tensor
 		}
 	})
 	return record(out, func(g *Tensor) {
-		var gx []float32
-		if x.requiresGrad {
-			gx = make([]float32, len(x.Data))
-		}
-		needW := weight != nil && weight.requiresGrad
-		needB := bias != nil && bias.requiresGrad
 		// Per-(sample, channel) partial sums, reduced over samples below.
-		var pw, pb []float64
-		if needW {
-			pw = make([]float64, n*c)
-		}
-		if needB {
-			pb = make([]float64, n*c)
-		}
+		gx, pw, pb := normGradBuffers(x, weight, bias, n*c)
+		needW, needB := pw != nil, pb != nil
 		parallel.For(tasks, grain, func(lo, hi int) {
 			for t := lo; t < hi; t++ {
 				xg, gg := x.Data[t*gsize:(t+1)*gsize], g.Data[t*gsize:(t+1)*gsize]

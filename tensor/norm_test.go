@@ -121,14 +121,9 @@ func TestNormShapePanics(t *testing.T) {
 		"LayerNorm scalar": func() { tensor.LayerNorm(tensor.Scalar(1), nil, nil, 1e-5) },
 		"GroupNorm 1-D in": func() { tensor.GroupNorm(tensor.New(6), 3, nil, nil, 1e-5) },
 	} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("%s: no panic", name)
-				}
-			}()
-			f()
-		}()
+		if !tensortest.Panics(f) {
+			t.Errorf("%s: no panic", name)
+		}
 	}
 }
 

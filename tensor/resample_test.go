@@ -128,13 +128,8 @@ func TestResampleShapePanics(t *testing.T) {
 		"patchify size":    func() { tensor.Patchify(tensor.New(1, 1, 4, 5), 2) },
 		"unpatchify":       func() { tensor.Unpatchify(tensor.New(1, 6, 12), 2, 3, 2, 2) },
 	} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("%s: no panic", name)
-				}
-			}()
-			f()
-		}()
+		if !tensortest.Panics(f) {
+			t.Errorf("%s: no panic", name)
+		}
 	}
 }

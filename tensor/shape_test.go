@@ -23,14 +23,9 @@ func TestReshape(t *testing.T) {
 		return tensor.Softmax(tensor.Reshape(in[0], 3, -1))
 	}, 1e-2, 1e-2, tensortest.Rand(r, 2, 3, 2))
 	for _, bad := range [][]int{{5, -1}, {-1, -1}, {7}, {2, -2, 6}} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("Reshape(%v) of %v did not panic", bad, x.Shape)
-				}
-			}()
-			tensor.Reshape(x, bad...)
-		}()
+		if !tensortest.Panics(func() { tensor.Reshape(x, bad...) }) {
+			t.Errorf("Reshape(%v) of %v did not panic", bad, x.Shape)
+		}
 	}
 }
 
@@ -166,12 +161,9 @@ func TestPad2dValues(t *testing.T) {
 			t.Errorf("Pad2d(%d %d %d %d, %v) = %v %v, want %v %v", c.top, c.bottom, c.left, c.right, c.mode, y.Shape, y.Data, c.shape, c.want)
 		}
 	}
-	defer func() {
-		if recover() == nil {
-			t.Error("reflect pad as large as the input did not panic")
-		}
-	}()
-	tensor.Pad2d(x, 2, 0, 0, 0, tensor.PadReflect)
+	if !tensortest.Panics(func() { tensor.Pad2d(x, 2, 0, 0, 0, tensor.PadReflect) }) {
+		t.Error("reflect pad as large as the input did not panic")
+	}
 }
 
 func TestPad2dGrad(t *testing.T) {

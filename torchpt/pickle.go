@@ -225,21 +225,13 @@ func (u *unpickler) step(op byte) (done bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		l, err := u.topList()
-		if err != nil {
-			return false, err
-		}
-		l.items = append(l.items, v)
+		return false, u.appendTop(v)
 	case opAppends:
 		items, err := u.popMark()
 		if err != nil {
 			return false, err
 		}
-		l, err := u.topList()
-		if err != nil {
-			return false, err
-		}
-		l.items = append(l.items, items...)
+		return false, u.appendTop(items...)
 	case opSetitem:
 		if u.avail() < 3 {
 			return false, errors.New("stack underflow")
@@ -274,24 +266,14 @@ func (u *unpickler) step(op byte) (done bool, err error) {
 			return false, err
 		}
 		u.push(int64(int32(uint32(v))))
-	case opBinint1:
-		v, err := u.uint(1)
-		if err != nil {
-			return false, err
-		}
-		u.push(int64(v))
-	case opBinint2:
-		v, err := u.uint(2)
+	case opBinint1, opBinint2:
+		v, err := u.uint(argWidth[op])
 		if err != nil {
 			return false, err
 		}
 		u.push(int64(v))
 	case opLong1, opLong4:
-		n, err := u.uint(argWidth[op])
-		if err != nil {
-			return false, err
-		}
-		b, err := u.bytes(n)
+		b, err := u.counted(op)
 		if err != nil {
 			return false, err
 		}
@@ -313,14 +295,7 @@ func (u *unpickler) step(op byte) (done bool, err error) {
 	case opNewfalse:
 		u.push(false)
 	case opBinunicode, opShortBinunicode, opBinunicode8, opShortBinstring, opBinstring:
-		n, err := u.uint(argWidth[op])
-		if err == nil && op == opBinstring && int32(uint32(n)) < 0 {
-			err = errors.New("negative BINSTRING length")
-		}
-		if err != nil {
-			return false, err
-		}
-		b, err := u.bytes(n)
+		b, err := u.counted(op)
 		if err != nil {
 			return false, err
 		}
@@ -330,11 +305,7 @@ func (u *unpickler) step(op byte) (done bool, err error) {
 		}
 		u.push(string(b))
 	case opBinbytes, opShortBinbytes, opBinbytes8:
-		n, err := u.uint(argWidth[op])
-		if err != nil {
-			return false, err
-		}
-		b, err := u.bytes(n)
+		b, err := u.counted(op)
 		if err != nil {
 			return false, err
 		}
@@ -538,15 +509,17 @@ func (u *unpickler) popMark() ([]any, error) {
 	return items, nil
 }
 
-func (u *unpickler) topList() (*list, error) {
+// appendTop appends items to the list on top of the stack.
+func (u *unpickler) appendTop(items ...any) error {
 	if u.avail() < 1 {
-		return nil, errors.New("stack underflow")
+		return errors.New("stack underflow")
 	}
 	l, ok := u.stack[len(u.stack)-1].(*list)
 	if !ok {
-		return nil, fmt.Errorf("append to %s, want list", typeName(u.stack[len(u.stack)-1]))
+		return fmt.Errorf("append to %s, want list", typeName(u.stack[len(u.stack)-1]))
 	}
-	return l, nil
+	l.items = append(l.items, items...)
+	return nil
 }
 
 func (u *unpickler) byte1() (byte, error) {
@@ -572,10 +545,23 @@ func (u *unpickler) bytes(n uint64) ([]byte, error) {
 // argWidth is the byte width of the little-endian length or memo index
 // that follows these opcodes.
 var argWidth = map[byte]int{
-	opLong1: 1, opLong4: 4,
+	opBinint1: 1, opBinint2: 2, opLong1: 1, opLong4: 4,
 	opShortBinunicode: 1, opShortBinstring: 1, opBinunicode: 4, opBinstring: 4, opBinunicode8: 8,
 	opShortBinbytes: 1, opBinbytes: 4, opBinbytes8: 8,
 	opBinput: 1, opLongBinput: 4, opBinget: 1, opLongBinget: 4,
+}
+
+// counted reads the payload of op, whose length comes first in
+// argWidth[op] bytes.
+func (u *unpickler) counted(op byte) ([]byte, error) {
+	n, err := u.uint(argWidth[op])
+	if err != nil {
+		return nil, err
+	}
+	if op == opBinstring && int32(uint32(n)) < 0 {
+		return nil, errors.New("negative BINSTRING length")
+	}
+	return u.bytes(n)
 }
 
 func (u *unpickler) uint(n int) (uint64, error) {

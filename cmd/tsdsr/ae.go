@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,8 +37,7 @@ func runAE(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "unknown mode %q\n\n%s", mode, aeUsage)
 		return errUsage
 	}
-	fs := flag.NewFlagSet("ae "+mode, flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), aeUsage); fs.PrintDefaults() }
+	fs := newFlagSet("ae "+mode, aeUsage)
 	in := fs.String("i", "", "input file or folder")
 	out := fs.String("o", "", "output file or folder")
 	tile := fs.Int("tile", taesd.DefaultDecodeTiling.Tile, "tile size in latent pixels (bounded memory for big images)")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,12 +16,20 @@ func init() {
 	register(&command{name: "bench-serve", summary: "load-test the HTTP service on loopback (latency percentiles, throughput, peak RSS)", run: runBenchServe})
 }
 
+const benchServeUsage = `Usage: tsdsr bench-serve [flags]
+
+With no --url the server runs in this process, so peak RSS covers server and
+clients together.
+
+Flags:
+`
+
 // runBenchServe starts the service in this process on a loopback port (or
 // targets --url), sends a closed-loop burst of upscale requests and reports
 // latency percentiles, throughput, failures and peak RSS. It fails when any
 // request fails other than with a documented 429.
 func runBenchServe(ctx context.Context, args []string) error {
-	fl := flag.NewFlagSet("bench-serve", flag.ContinueOnError)
+	fl := newFlagSet("bench-serve", benchServeUsage)
 	url := fl.String("url", "", "server to load instead of an in-process one, e.g. http://127.0.0.1:8080")
 	requests := fl.Int("requests", 200, "requests in total")
 	concurrency := fl.Int("concurrency", 8, "clients sending at once")
@@ -30,10 +37,6 @@ func runBenchServe(ctx context.Context, args []string) error {
 	query := fl.String("query", "", "options for every request, e.g. scale=2&color_fix=none")
 	var f serveFlags
 	f.register(fl)
-	fl.Usage = func() {
-		fmt.Fprintln(fl.Output(), "Usage: tsdsr bench-serve [flags]\n\nWith no --url the server runs in this process, so peak RSS covers server and\nclients together.\n\nFlags:")
-		fl.PrintDefaults()
-	}
 	if err := parseFlags(fl, args); err != nil {
 		return err
 	}

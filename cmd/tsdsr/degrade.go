@@ -17,15 +17,17 @@ func init() {
 	register(&command{name: "degrade", summary: "synthesise HR/LR training pairs (Real-ESRGAN degradations)", run: runDegrade})
 }
 
+const degradeUsage = `Usage: tsdsr degrade --hr DIR --out DIR --n N [--size 512] [--seed S] [--config opts.json] [-j N]
+       tsdsr degrade --print-config [--config opts.json] [--size N]
+
+Writes OUT/hr/NNNNNN.png (USM-sharpened HR crop), OUT/lr/NNNNNN.png (degraded, size/4)
+and OUT/meta/NNNNNN.json (every sampled parameter). Pairs already written are skipped;
+the same seed and settings give the same files.
+
+`
+
 func runDegrade(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("degrade", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: tsdsr degrade --hr DIR --out DIR --n N [--size 512] [--seed S] [--config opts.json] [-j N]\n       tsdsr degrade --print-config [--config opts.json] [--size N]")
-		fmt.Fprintln(fs.Output(), "\nWrites OUT/hr/NNNNNN.png (USM-sharpened HR crop), OUT/lr/NNNNNN.png (degraded, size/4)")
-		fmt.Fprintln(fs.Output(), "and OUT/meta/NNNNNN.json (every sampled parameter). Pairs already written are skipped;")
-		fmt.Fprint(fs.Output(), "the same seed and settings give the same files.\n\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("degrade", degradeUsage)
 	hrDir := fs.String("hr", "", "directory of HR photos (png, jpg, webp, bmp, tiff)")
 	outDir := fs.String("out", "", "output directory")
 	n := fs.Int("n", 0, "number of pairs")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"strconv"
@@ -16,19 +15,15 @@ func init() {
 	register(&command{name: "interp", summary: "network interpolation of two students (fidelity vs perceptual trade-off)", run: runInterp})
 }
 
+const interpUsage = "Usage: tsdsr interp --a A.safetensors --b B.safetensors --alpha F -o OUT.safetensors\n" +
+	"\nWrites the student (1 - alpha) A + alpha B, weight by weight (ESRGAN's network interpolation):\n" +
+	"A a fidelity-oriented student (e.g. --reg none), B a perceptual one (score-distilled), both\n" +
+	"trained from the same prior. The result loads with `tsdsr upscale --model OUT`.\n\n"
+
 // runInterp is `tsdsr interp`: ESRGAN-style network interpolation between
 // two students distilled from the same prior (distill.Interpolate).
 func runInterp(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("interp", flag.ContinueOnError)
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprintln(w, "Usage: tsdsr interp --a A.safetensors --b B.safetensors --alpha F -o OUT.safetensors")
-		fmt.Fprintln(w, "\nWrites the student (1 - alpha) A + alpha B, weight by weight (ESRGAN's network interpolation):")
-		fmt.Fprintln(w, "A a fidelity-oriented student (e.g. --reg none), B a perceptual one (score-distilled), both")
-		fmt.Fprintln(w, "trained from the same prior. The result loads with `tsdsr upscale --model OUT`.")
-		fmt.Fprint(w, "\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("interp", interpUsage)
 	a := fs.String("a", "", "first student (alpha = 0)")
 	b := fs.String("b", "", "second student (alpha = 1)")
 	alpha := fs.Float64("alpha", 0.5, "weight of the second student, in [0, 1]")

@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"tsdsr/internal/atomicfile"
+	"tsdsr/internal/parallel"
 )
 
 // command is one subcommand: run parses args itself (with a flag.FlagSet
@@ -49,6 +50,41 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return errUsage
 	}
 	return nil
+}
+
+// newFlagSet is a command's FlagSet: parse errors return (see parseFlags),
+// and its usage is the text usage, then the flags.
+func newFlagSet(name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// jobFlags are the --threads and --quiet flags of the long-running
+// commands (train, sample).
+type jobFlags struct {
+	threads int
+	quiet   bool
+}
+
+func (j *jobFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&j.threads, "threads", 0, "worker threads (0 = all cores)")
+	fs.BoolVar(&j.quiet, "quiet", false, "no progress output")
+}
+
+// start applies --threads and returns where progress goes: stderr, or
+// nil with --quiet.
+func (j *jobFlags) start() io.Writer {
+	if j.threads > 0 {
+		parallel.SetThreads(j.threads)
+	}
+	if j.quiet {
+		return nil
+	}
+	return os.Stderr
 }
 
 func usage(w io.Writer) {

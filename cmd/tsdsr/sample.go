@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,15 +29,16 @@ func init() {
 	}})
 }
 
+const samplePriorUsage = `Usage: tsdsr sample prior --model DIR|FILE -o grid.png [--steps 28] [--n 16] [--size 256] [--seed S]
+
+Draws n latents from N(0, I), integrates the prior's flow with an Euler sampler over SD3's
+shift-3 schedule, decodes them with TAESD3 and writes them as a grid. --model is a training
+run directory (latest checkpoint, EMA weights) or a weights file with config.json beside it.
+
+`
+
 func runSamplePrior(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("sample prior", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: tsdsr sample prior --model DIR|FILE -o grid.png [--steps 28] [--n 16] [--size 256] [--seed S]")
-		fmt.Fprintln(fs.Output(), "\nDraws n latents from N(0, I), integrates the prior's flow with an Euler sampler over SD3's")
-		fmt.Fprintln(fs.Output(), "shift-3 schedule, decodes them with TAESD3 and writes them as a grid. --model is a training")
-		fmt.Fprint(fs.Output(), "run directory (latest checkpoint, EMA weights) or a weights file with config.json beside it.\n\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("sample prior", samplePriorUsage)
 	model := fs.String("model", "", "run directory or weights file")
 	part := fs.String("weights", "ema", "checkpoint part of a run directory: ema or model")
 	steps := fs.Int("steps", 28, "Euler steps")
@@ -50,8 +48,8 @@ func runSamplePrior(ctx context.Context, args []string) error {
 	batch := fs.Int("batch", 4, "samples per model pass")
 	cols := fs.Int("cols", 0, "grid columns (0: about sqrt(n))")
 	output := fs.String("o", "", "output image (png, jpg, webp)")
-	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
-	quiet := fs.Bool("quiet", false, "no progress bar")
+	var job jobFlags
+	job.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -59,24 +57,18 @@ func runSamplePrior(ctx context.Context, args []string) error {
 		fs.Usage()
 		return errUsage
 	}
-	if *threads > 0 {
-		parallel.SetThreads(*threads)
-	}
+	progress := job.start()
 	m, weights, err := train.LoadPrior(*model, *part)
 	if err != nil {
 		return err
 	}
 	s := *size / taesd.Factor
-	if s%m.Config.PatchSize != 0 || s/m.Config.PatchSize > m.Config.PosEmbedMaxSize {
+	if !m.Config.Fits(s) {
 		return fmt.Errorf("size %d gives %dx%d latents, which do not fit patch %d and position grid %d", *size, s, s, m.Config.PatchSize, m.Config.PosEmbedMaxSize)
 	}
 	_, dec, err := taesd.Embedded()
 	if err != nil {
 		return err
-	}
-	var progress io.Writer = os.Stderr
-	if *quiet {
-		progress = nil
 	}
 	var bar *progressbar.ProgressBar
 	if progress != nil {
@@ -111,21 +103,22 @@ func init() {
 	samplers["denoise"] = &command{name: "denoise", summary: "one-step denoising of held-out latents: PSNR of x0 predictions vs noisy input and blur", run: runSampleDenoise}
 }
 
+const sampleDenoiseUsage = `Usage: tsdsr sample denoise --model DIR|FILE --cache FILE [--n 16] [--sigmas 0.2,0.5,0.8] [-o grid.png]
+
+Noises held-out latents of the cache (the photos training held out) at each sigma and prints
+the mean RGB PSNR against the decoded clean latent of: the decoded noisy latent, the best
+Gaussian blur of it (sigma 0.5-8 px, chosen per level) and the decoded x0 prediction.
+-o writes a grid: clean, then noisy and predicted per level, one row per latent.
+
+`
+
 // runSampleDenoise measures the prior as a denoiser, the issue's check that
 // it learned the data: held-out latents are noised at fixed levels, and the
 // decoded x0 prediction x_t - sigma v is compared (RGB PSNR) with the decoded
 // noisy input, with the best of several Gaussian blurs of it, all against
 // the decoded clean latent (the cache holds latents, not pixels).
 func runSampleDenoise(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("sample denoise", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: tsdsr sample denoise --model DIR|FILE --cache FILE [--n 16] [--sigmas 0.2,0.5,0.8] [-o grid.png]")
-		fmt.Fprintln(fs.Output(), "\nNoises held-out latents of the cache (the photos training held out) at each sigma and prints")
-		fmt.Fprintln(fs.Output(), "the mean RGB PSNR against the decoded clean latent of: the decoded noisy latent, the best")
-		fmt.Fprintln(fs.Output(), "Gaussian blur of it (sigma 0.5-8 px, chosen per level) and the decoded x0 prediction.")
-		fmt.Fprint(fs.Output(), "-o writes a grid: clean, then noisy and predicted per level, one row per latent.\n\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("sample denoise", sampleDenoiseUsage)
 	model := fs.String("model", "", "run directory or weights file")
 	part := fs.String("weights", "ema", "checkpoint part of a run directory: ema or model")
 	cache := fs.String("cache", "", "latent cache (default MODEL/latents.safetensors)")

@@ -3,14 +3,11 @@ package main
 import (
 	"context"
 	"math"
-	"os"
 	"path/filepath"
 	"testing"
-)
 
-// sd3Golden is the reference data of TSD-SR's own test/test_tsdsr.py on
-// a tiny random model of SD3's layout (../shared/golden/sd3/README.md).
-const sd3Golden = "../../../shared/golden/sd3"
+	"tsdsr/internal/golden"
+)
 
 // TestUpscaleSD3Golden runs `tsdsr upscale --sd3` on the three golden
 // inputs (a 4x case, a small input the script enlarges to a 512 short
@@ -20,9 +17,7 @@ const sd3Golden = "../../../shared/golden/sd3"
 // to 8 bits once, at the end, where the script truncates after decoding
 // and again after the colour fix.
 func TestUpscaleSD3Golden(t *testing.T) {
-	if _, err := os.Stat(filepath.Join(sd3Golden, "cases.safetensors")); err != nil {
-		t.Skipf("golden SD3 data not available (%v); it lives in ../shared/golden/sd3", err)
-	}
+	sd3Golden := golden.SD3(t) // TSD-SR's own test/test_tsdsr.py on a tiny SD3-layout model
 	dir := t.TempDir()
 	for _, c := range []string{"A", "B", "C"} {
 		for _, fix := range []string{"nofix", "wavelet", "adain"} {

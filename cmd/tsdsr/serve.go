@@ -98,16 +98,20 @@ func (f *serveFlags) config(log *slog.Logger) (server.Config, error) {
 	}, nil
 }
 
+const serveUsage = `Usage: tsdsr serve [flags]
+
+Serves POST /v1/upscale, /healthz, /readyz, /v1/models, /metrics and a web page
+at /. SIGTERM or Ctrl-C stops accepting and lets running jobs finish. See docs/api.md.
+
+Flags:
+`
+
 func runServe(ctx context.Context, args []string) error {
-	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fl := newFlagSet("serve", serveUsage)
 	addr := fl.String("addr", "127.0.0.1:8080", "listen address; loopback by default, put a reverse proxy in front for the network")
 	logJSON := fl.Bool("log-json", false, "log JSON lines instead of text")
 	var f serveFlags
 	f.register(fl)
-	fl.Usage = func() {
-		fmt.Fprintln(fl.Output(), "Usage: tsdsr serve [flags]\n\nServes POST /v1/upscale, /healthz, /readyz, /v1/models, /metrics and a web page\nat /. SIGTERM or Ctrl-C stops accepting and lets running jobs finish. See docs/api.md.\n\nFlags:")
-		fl.PrintDefaults()
-	}
 	if err := parseFlags(fl, args); err != nil {
 		return err
 	}

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
-	"tsdsr/internal/parallel"
 	"tsdsr/latents"
 	"tsdsr/model/mmdit"
 	"tsdsr/nn"
@@ -57,17 +55,34 @@ func runSub(ctx context.Context, cmd string, subs map[string]*command, args []st
 
 func runTrain(ctx context.Context, args []string) error { return runSub(ctx, "train", trainers, args) }
 
+// runFlags are the flags of every trainer's run directory: where it is,
+// resuming it, the checkpoint period, and --threads and --quiet.
+type runFlags struct {
+	jobFlags
+	out       string
+	resume    bool
+	saveEvery int
+}
+
+func (r *runFlags) register(fs *flag.FlagSet, saveEvery int) {
+	fs.StringVar(&r.out, "out", "", "run directory")
+	fs.BoolVar(&r.resume, "resume", false, "continue the run in OUT from its latest checkpoint")
+	fs.IntVar(&r.saveEvery, "save-every", saveEvery, "checkpoint period in steps (also at the end and on Ctrl-C)")
+	r.jobFlags.register(fs)
+}
+
+const trainPriorUsage = `Usage: tsdsr train prior --out DIR --steps N [--config model.json] [--data DIR] [--cache FILE] [--resume] [flags]
+
+Trains the MMDiT prior by flow matching (SD3: loss = MSE(v, eps - x0), logit-normal noise levels,
+shift 3) on TAESD3 latents of random HR crops. The latents are encoded once into --cache
+(built from --data when the file does not exist). OUT gets config.json, checkpoints/,
+state.json, metrics.jsonl, loss.png and train.log; Ctrl-C saves a checkpoint, and --resume
+continues exactly where it stopped.
+
+`
+
 func runTrainPrior(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("train prior", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: tsdsr train prior --out DIR --steps N [--config model.json] [--data DIR] [--cache FILE] [--resume] [flags]")
-		fmt.Fprintln(fs.Output(), "\nTrains the MMDiT prior by flow matching (SD3: loss = MSE(v, eps - x0), logit-normal noise levels,")
-		fmt.Fprintln(fs.Output(), "shift 3) on TAESD3 latents of random HR crops. The latents are encoded once into --cache")
-		fmt.Fprintln(fs.Output(), "(built from --data when the file does not exist). OUT gets config.json, checkpoints/,")
-		fmt.Fprintln(fs.Output(), "state.json, metrics.jsonl, loss.png and train.log; Ctrl-C saves a checkpoint, and --resume")
-		fmt.Fprint(fs.Output(), "continues exactly where it stopped.\n\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("train prior", trainPriorUsage)
 	def := train.DefaultPriorOptions()
 	config := fs.String("config", "", "model config JSON (diffusers SD3 keys + context_tokens; default: the built-in small prior)")
 	initFrom := fs.String("init", "", "start from these weights (safetensors, e.g. an earlier run's EMA) with a fresh optimiser")
@@ -75,7 +90,6 @@ func runTrainPrior(ctx context.Context, args []string) error {
 	cache := fs.String("cache", "", "latent cache file (default OUT/latents.safetensors); built from --data if missing")
 	crop := fs.Int("crop", 256, "HR crop side for a new cache (latents are crop/8)")
 	perPhoto := fs.Int("crops-per-photo", 8, "crops per photo for a new cache")
-	out := fs.String("out", "", "run directory")
 	steps := fs.Int("steps", def.Steps, "optimiser steps")
 	batch := fs.Int("batch", def.Batch, "latents per step")
 	lr := fs.Float64("lr", def.LR, "peak learning rate (cosine decay after warm-up)")
@@ -86,23 +100,19 @@ func runTrainPrior(ctx context.Context, args []string) error {
 	logitMean := fs.Float64("logit-mean", def.LogitMean, "mean of the logit-normal noise-level density")
 	logitStd := fs.Float64("logit-std", def.LogitStd, "std of the logit-normal noise-level density")
 	seed := fs.Uint64("seed", 0, "seed of the initialisation, batches, noise and the cache")
-	resume := fs.Bool("resume", false, "continue the run in OUT from its latest checkpoint")
 	valEvery := fs.Int("val-every", def.EvalEvery, "validation period in steps (also run at the end)")
-	saveEvery := fs.Int("save-every", def.SaveEvery, "checkpoint period in steps (also at the end and on Ctrl-C)")
 	valFraction := fs.Float64("val-fraction", 0.05, "fraction of photos held out for validation")
 	valN := fs.Int("val-n", 64, "held-out latents in the validation loss (0: all)")
-	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
-	quiet := fs.Bool("quiet", false, "no progress bars")
+	var rd runFlags
+	rd.register(fs, def.SaveEvery)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *out == "" || *steps <= 0 || *batch <= 0 || *lr <= 0 || fs.NArg() > 0 {
+	if rd.out == "" || *steps <= 0 || *batch <= 0 || *lr <= 0 || fs.NArg() > 0 {
 		fs.Usage()
 		return errUsage
 	}
-	if *threads > 0 {
-		parallel.SetThreads(*threads)
-	}
+	progress := rd.start()
 	cfg := mmdit.Small()
 	if *config != "" {
 		var err error
@@ -114,27 +124,23 @@ func runTrainPrior(ctx context.Context, args []string) error {
 		return err
 	}
 	if *cache == "" {
-		*cache = filepath.Join(*out, "latents.safetensors")
+		*cache = filepath.Join(rd.out, "latents.safetensors")
 	}
-	var progress io.Writer = os.Stderr
-	if *quiet {
-		progress = nil
-	}
-	if err := os.MkdirAll(*out, 0o755); err != nil {
+	if err := os.MkdirAll(rd.out, 0o755); err != nil {
 		return err
 	}
 	c, err := latents.Open(ctx, *cache, *dataDir, latents.BuildOptions{Crop: *crop, PerPhoto: *perPhoto, Seed: *seed}, progress)
 	if err != nil {
 		return err
 	}
-	if s := c.Latents.Shape[2]; s%cfg.PatchSize != 0 || s/cfg.PatchSize > cfg.PosEmbedMaxSize {
+	if s := c.Latents.Shape[2]; !cfg.Fits(s) {
 		return fmt.Errorf("latents of %d px (crop %d) do not fit patch %d and position grid %d", s, c.Crop, cfg.PatchSize, cfg.PosEmbedMaxSize)
 	}
 	model, err := mmdit.New(cfg, nn.NewParams(rng.New(*seed)))
 	if err != nil {
 		return err
 	}
-	if *initFrom != "" && !*resume {
+	if *initFrom != "" && !rd.resume {
 		// On --resume the checkpoint holds the weights: the file is not read
 		// (it may be gone), only compared with the recipe's record.
 		if err := model.LoadWeights(*initFrom); err != nil {
@@ -146,11 +152,11 @@ func runTrainPrior(ctx context.Context, args []string) error {
 		Cache:       train.CacheInfo{Source: c.Source, Crop: c.Crop, Seed: c.Seed, Count: len(c.Photo)},
 		ValFraction: *valFraction, ValN: *valN, ValEvery: *valEvery, Init: *initFrom}
 	o := def
-	o.SaveEvery = *saveEvery
-	res, err := train.RunPrior(ctx, train.PriorRun{Dir: *out, Seed: *seed, Resume: *resume, Recipe: recipe, Model: model,
+	o.SaveEvery = rd.saveEvery
+	res, err := train.RunPrior(ctx, train.PriorRun{Dir: rd.out, Seed: *seed, Resume: rd.resume, Recipe: recipe, Model: model,
 		Cache: c, CacheName: *cache, Options: o, Progress: progress})
 	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("interrupted: checkpoint saved at step %d in %s; continue with --resume", res.Step, *out)
+		return fmt.Errorf("interrupted: checkpoint saved at step %d in %s; continue with --resume", res.Step, rd.out)
 	}
 	if err != nil {
 		return err
@@ -160,7 +166,7 @@ func runTrainPrior(ctx context.Context, args []string) error {
 			v["val"], v["val_0.2"], v["val_0.5"], v["val_0.8"])
 	}
 	if progress != nil {
-		fmt.Fprintf(progress, "done: %d steps in %s of training; weights in %s\n", res.Step, res.Elapsed.Round(time.Second), *out)
+		fmt.Fprintf(progress, "done: %d steps in %s of training; weights in %s\n", res.Step, res.Elapsed.Round(time.Second), rd.out)
 	}
 	return nil
 }

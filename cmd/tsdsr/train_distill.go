@@ -3,14 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"tsdsr/distill"
-	"tsdsr/internal/parallel"
 	"tsdsr/model/mmdit"
 	"tsdsr/model/taesd"
 	"tsdsr/train"
@@ -20,34 +16,30 @@ func init() {
 	registerTrainer("distill", "TSD-SR one-step student by target score distillation from a prior", runTrainDistill)
 }
 
+const trainDistillUsage = "Usage: tsdsr train distill --prior DIR|FILE --data DIR --out DIR [--resume] [flags]\n" +
+	"\nDistils the prior into a one-step super-resolution student by Target Score Distillation\n" +
+	"(TSD-SR): z_hat = z_L - G(z_L, t=1000) on TAESD3 latents of bicubic-upsampled LR crops,\n" +
+	"L = w_mse MSE(z_hat, z_H) + w_pix pixel + w_tsd L_TSD, with a fake score trained online.\n" +
+	"HR/LR pairs stream from --data through the Real-ESRGAN degradation (--size HR -> size/4 LR).\n" +
+	"\nAblations: --reg none (MSE only), --reg vsd (lambda 1), --reg tsd --dasm=false, --reg tsd (default).\n" +
+	"The pixel loss (--w-pix) is a Charbonnier (smooth L1) distance on TAESD3-decoded output, a\n" +
+	"stand-in for TSD-SR's LPIPS, whose ImageNet backbone is not available.\n" +
+	"\n--prior is a run directory of `tsdsr train prior` (EMA weights when present), a diffusers\n" +
+	"directory (config.json + diffusion_pytorch_model.safetensors) or a safetensors file with its\n" +
+	"config in the metadata or a config.json beside it. --init starts the student from an earlier\n" +
+	"student (two-stage training: --reg none first, then score distillation from it).\n" +
+	"\nOUT gets student.safetensors (merged weights, config in the metadata: what the upscaler\n" +
+	"loads), checkpoints/, state.json, metrics.jsonl, loss.csv, loss.png and train.log. Ctrl-C saves\n" +
+	"a checkpoint; --resume continues bit for bit.\n\n"
+
 // runTrainDistill is `tsdsr train distill`: TSD-SR's one-step student
 // distilled from a prior (see package distill).
 func runTrainDistill(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("train distill", flag.ContinueOnError)
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprintln(w, "Usage: tsdsr train distill --prior DIR|FILE --data DIR --out DIR [--resume] [flags]")
-		fmt.Fprintln(w, "\nDistils the prior into a one-step super-resolution student by Target Score Distillation")
-		fmt.Fprintln(w, "(TSD-SR): z_hat = z_L - G(z_L, t=1000) on TAESD3 latents of bicubic-upsampled LR crops,")
-		fmt.Fprintln(w, "L = w_mse MSE(z_hat, z_H) + w_pix pixel + w_tsd L_TSD, with a fake score trained online.")
-		fmt.Fprintln(w, "HR/LR pairs stream from --data through the Real-ESRGAN degradation (--size HR -> size/4 LR).")
-		fmt.Fprintln(w, "\nAblations: --reg none (MSE only), --reg vsd (lambda 1), --reg tsd --dasm=false, --reg tsd (default).")
-		fmt.Fprintln(w, "The pixel loss (--w-pix) is a Charbonnier (smooth L1) distance on TAESD3-decoded output, a")
-		fmt.Fprintln(w, "stand-in for TSD-SR's LPIPS, whose ImageNet backbone is not available.")
-		fmt.Fprintln(w, "\n--prior is a run directory of `tsdsr train prior` (EMA weights when present), a diffusers")
-		fmt.Fprintln(w, "directory (config.json + diffusion_pytorch_model.safetensors) or a safetensors file with its")
-		fmt.Fprintln(w, "config in the metadata or a config.json beside it. --init starts the student from an earlier")
-		fmt.Fprintln(w, "student (two-stage training: --reg none first, then score distillation from it).")
-		fmt.Fprintln(w, "\nOUT gets student.safetensors (merged weights, config in the metadata: what the upscaler")
-		fmt.Fprintln(w, "loads), checkpoints/, state.json, metrics.jsonl, loss.csv, loss.png and train.log. Ctrl-C saves")
-		fmt.Fprint(w, "a checkpoint; --resume continues bit for bit.\n\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("train distill", trainDistillUsage)
 	def := distill.DefaultConfig()
 	prior := fs.String("prior", "", "`path` of the prior: run directory, diffusers directory or safetensors file (see above)")
 	initFrom := fs.String("init", "", "start the student from this `student.safetensors` (e.g. a --reg none run) instead of the prior")
 	dataDir := fs.String("data", "", "directory of HR photos")
-	out := fs.String("out", "", "run directory")
 	steps := fs.Int("steps", 2000, "student steps (each followed by one fake-score step)")
 	batch := fs.Int("batch", 2, "pairs per step")
 	size := fs.Int("size", 256, "HR crop side (LR is size/4; latents size/8)")
@@ -66,24 +58,20 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	ema := fs.Float64("ema", def.EMA, "EMA decay of the student's weights, saved as student.safetensors (0: none, the last weights)")
 	wPix := fs.Float64("w-pix", def.WPix, "weight of the pixel loss (Charbonnier on TAESD3-decoded output; 0: off)")
 	seed := fs.Uint64("seed", 0, "seed of the adapters, the data stream and the noise")
-	resume := fs.Bool("resume", false, "continue the run in OUT from its latest checkpoint")
-	saveEvery := fs.Int("save-every", 100, "checkpoint period in steps (also at the end and on Ctrl-C)")
+	var rd runFlags
+	rd.register(fs, 100)
 	snapshotEvery := fs.Int("snapshot-every", 0, "write OUT/students/step-N.safetensors (BF16; the EMA with --ema) every N steps, to choose a checkpoint on held-out pairs (0: none)")
-	threads := fs.Int("threads", 0, "worker threads (0 = all cores)")
-	quiet := fs.Bool("quiet", false, "no progress bar")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *prior == "" || *dataDir == "" || *out == "" || *steps <= 0 || *batch <= 0 || fs.NArg() > 0 {
+	if *prior == "" || *dataDir == "" || rd.out == "" || *steps <= 0 || *batch <= 0 || fs.NArg() > 0 {
 		fs.Usage()
 		return errUsage
 	}
 	if *size <= 0 || *size%(4*taesd.Factor) != 0 {
 		return fmt.Errorf("--size %d: must be a positive multiple of %d (4x LR, 8x latents)", *size, 4*taesd.Factor)
 	}
-	if *threads > 0 {
-		parallel.SetThreads(*threads)
-	}
+	progress := rd.start()
 	cfg := distill.Config{LoRARank: *loraRank, FakeRank: *fakeRank, FullFinetune: *full, Reg: *reg, Lambda: *lambda,
 		DASM: *dasm, DASMSteps: *dasmSteps, WMSE: *wMSE, WTSD: *wTSD, WPix: *wPix, LR: *lr, LRFake: *lrFake,
 		Warmup: *warmup, Steps: *steps, WeightDecay: def.WeightDecay, ClipNorm: def.ClipNorm, Seed: *seed, EMA: *ema}
@@ -95,7 +83,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 		return fmt.Errorf("prior: %w", err)
 	}
 	mc := model.Config
-	if lat := *size / taesd.Factor; lat%mc.PatchSize != 0 || lat/mc.PatchSize > mc.PosEmbedMaxSize {
+	if lat := *size / taesd.Factor; !mc.Fits(lat) {
 		return fmt.Errorf("--size %d gives %dx%d latents, which do not fit patch %d and position grid %d", *size, lat, lat, mc.PatchSize, mc.PosEmbedMaxSize)
 	}
 	if mc.ContextTokens == 0 {
@@ -107,17 +95,13 @@ func runTrainDistill(ctx context.Context, args []string) error {
 			return fmt.Errorf("--init: %w", err)
 		}
 	}
-	var progress io.Writer = os.Stderr
-	if *quiet {
-		progress = nil
-	}
 	res, err := distill.Run(ctx, distill.RunOptions{Config: cfg, Prior: model, Start: start, Init: *initFrom, PriorName: *prior,
-		DataDir: *dataDir, Dir: *out, Batch: *batch, Size: *size, Steps: *steps, SaveEvery: *saveEvery, SnapshotEvery: *snapshotEvery, Resume: *resume, Progress: progress})
+		DataDir: *dataDir, Dir: rd.out, Batch: *batch, Size: *size, Steps: *steps, SaveEvery: rd.saveEvery, SnapshotEvery: *snapshotEvery, Resume: rd.resume, Progress: progress})
 	if err != nil {
 		return err
 	}
 	if res.Interrupted {
-		return fmt.Errorf("interrupted: checkpoint saved at step %d in %s (student of that step in %s); continue with --resume", res.Step, *out, res.Student)
+		return fmt.Errorf("interrupted: checkpoint saved at step %d in %s (student of that step in %s); continue with --resume", res.Step, rd.out, res.Student)
 	}
 	if progress != nil {
 		fmt.Fprintf(progress, "done: %d steps in %s of training; student in %s\n", res.Step, res.Elapsed.Round(time.Second), res.Student)

@@ -2,10 +2,13 @@
 //
 // All kernels split their work with For, so one setting (SetThreads, the
 // TSDSR_THREADS environment variable, or the CLI's --threads flag) bounds the
-// CPU use of the whole program. It is safe for concurrent use.
+// CPU use of the whole program. It is safe for concurrent use. Jobs is the
+// coarser loop of the batch commands (one file or request per call), whose
+// worker count the caller chooses.
 package parallel
 
 import (
+	"context"
 	"os"
 	"runtime"
 	"slices"
@@ -96,4 +99,40 @@ func Reduce[T any](n, grain int, fn func(lo, hi int) T, merge func(T)) {
 	for _, p := range parts {
 		merge(p.v)
 	}
+}
+
+// Jobs calls fn(i) for every i in [0, n), handing the indices out in order
+// to up to workers goroutines (at least 1). It stops handing them out at
+// the first error or when ctx is done, and returns once every call has
+// returned: the first error, else ctx's error.
+func Jobs(ctx context.Context, n, workers int, fn func(i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		next     atomic.Int64
+		once     sync.Once
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for range max(1, min(workers, n)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					once.Do(func() { firstErr = err; cancel() })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
 }

@@ -1,6 +1,8 @@
 package parallel
 
 import (
+	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 )
@@ -57,5 +59,42 @@ func TestReduceMergesInRangeOrder(t *testing.T) {
 		if got, _ := sum(); got != want {
 			t.Fatalf("sum %v, then %v", want, got)
 		}
+	}
+}
+
+// TestJobs: every index runs once; the first error stops the hand-out and
+// is returned; a cancelled context runs nothing and returns its error.
+func TestJobs(t *testing.T) {
+	for _, workers := range []int{0, 1, 3, 50} {
+		counts := make([]int32, 20)
+		if err := Jobs(context.Background(), len(counts), workers, func(i int) error {
+			atomic.AddInt32(&counts[i], 1)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range counts {
+			if c != 1 {
+				t.Fatalf("workers=%d: index %d ran %d times", workers, i, c)
+			}
+		}
+	}
+	boom := errors.New("boom")
+	var ran atomic.Int32
+	err := Jobs(context.Background(), 1000, 1, func(i int) error {
+		ran.Add(1)
+		if i == 3 {
+			return boom
+		}
+		return nil
+	})
+	if err != boom || ran.Load() != 4 {
+		t.Fatalf("error run: err %v after %d calls, want boom after 4", err, ran.Load())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ran.Store(0)
+	if err := Jobs(ctx, 10, 2, func(int) error { ran.Add(1); return nil }); !errors.Is(err, context.Canceled) || ran.Load() != 0 {
+		t.Fatalf("cancelled: err %v after %d calls", err, ran.Load())
 	}
 }

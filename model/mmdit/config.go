@@ -43,6 +43,10 @@ func Small() Config {
 // Hidden is the transformer width (heads x head dim).
 func (c Config) Hidden() int { return c.NumAttentionHeads * c.AttentionHeadDim }
 
+// Fits reports whether square latents of side s fit the model: a multiple
+// of the patch size, within the position grid.
+func (c Config) Fits(s int) bool { return s%c.PatchSize == 0 && s/c.PatchSize <= c.PosEmbedMaxSize }
+
 // Validate checks that the sizes fit together.
 func (c Config) Validate() error {
 	pos := map[string]int{"sample_size": c.SampleSize, "patch_size": c.PatchSize, "in_channels": c.InChannels,
@@ -57,7 +61,7 @@ func (c Config) Validate() error {
 	if c.CaptionProjectionDim != c.Hidden() {
 		return fmt.Errorf("mmdit: caption_projection_dim %d must equal heads x head dim = %d", c.CaptionProjectionDim, c.Hidden())
 	}
-	if c.SampleSize%c.PatchSize != 0 || c.SampleSize/c.PatchSize > c.PosEmbedMaxSize {
+	if !c.Fits(c.SampleSize) {
 		return fmt.Errorf("mmdit: sample_size %d does not fit patch %d and position grid %d", c.SampleSize, c.PatchSize, c.PosEmbedMaxSize)
 	}
 	if c.Hidden()%4 != 0 {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"tsdsr/internal/golden"
 )
 
 // setStreamAbove makes stages stream above n bytes for one test.
@@ -47,7 +49,7 @@ func TestStreamedEqualsStored(t *testing.T) {
 			if statsPasses.Load() == passes {
 				t.Fatal("nothing streamed")
 			}
-			de, dd := maxDiff(gotZ.Data, wantZ.Data)/maxAbs(wantZ.Data), maxDiff(gotY.Data, wantY.Data)/maxAbs(wantY.Data)
+			de, dd := golden.RelErr(gotZ.Data, wantZ.Data), golden.RelErr(gotY.Data, wantY.Data)
 			t.Logf("streamed vs stored: encode %.3g, decode %.3g relative", de, dd)
 			if de > 2e-6 || dd > 2e-6 {
 				t.Errorf("streamed vs stored: encode %.3g, decode %.3g relative > 2e-6", de, dd)

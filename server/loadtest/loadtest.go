@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"tsdsr/imageio"
+	"tsdsr/internal/parallel"
 )
 
 // LoadConfig describes a closed-loop load test of POST /v1/upscale.
@@ -82,46 +83,29 @@ func LoadTest(ctx context.Context, cfg LoadConfig) (*LoadReport, error) {
 		rep     = &LoadReport{}
 		lats    []time.Duration
 		samples = map[string]bool{}
-		next    = make(chan int)
-		wg      sync.WaitGroup
 	)
 	start := time.Now()
-	for range cfg.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				t0 := time.Now()
-				status, msg := send(ctx, client, url, bodies[i%len(bodies)])
-				d := time.Since(t0)
-				mu.Lock()
-				rep.Requests++
-				switch {
-				case status == http.StatusOK:
-					rep.OK++
-					lats = append(lats, d)
-				case status == http.StatusTooManyRequests:
-					rep.Rejected++
-				default:
-					rep.Errors++
-					if len(samples) < 5 {
-						samples[fmt.Sprintf("%d %s", status, msg)] = true
-					}
-				}
-				mu.Unlock()
+	err := parallel.Jobs(ctx, cfg.Requests, cfg.Concurrency, func(i int) error {
+		t0 := time.Now()
+		status, msg := send(ctx, client, url, bodies[i%len(bodies)])
+		d := time.Since(t0)
+		mu.Lock()
+		defer mu.Unlock()
+		rep.Requests++
+		switch {
+		case status == http.StatusOK:
+			rep.OK++
+			lats = append(lats, d)
+		case status == http.StatusTooManyRequests:
+			rep.Rejected++
+		default:
+			rep.Errors++
+			if len(samples) < 5 {
+				samples[fmt.Sprintf("%d %s", status, msg)] = true
 			}
-		}()
-	}
-feed:
-	for i := range cfg.Requests {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
 		}
-	}
-	close(next)
-	wg.Wait()
+		return nil
+	})
 	rep.Elapsed = time.Since(start)
 	slices.Sort(lats)
 	if n := len(lats); n > 0 {
@@ -133,7 +117,7 @@ feed:
 		rep.ErrorSamples = append(rep.ErrorSamples, s)
 	}
 	slices.Sort(rep.ErrorSamples)
-	return rep, ctx.Err()
+	return rep, err
 }
 
 // send posts one body and returns the status (0 for a transport error) and

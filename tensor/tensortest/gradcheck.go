@@ -1,5 +1,5 @@
 // Package tensortest checks gradients of tensor ops against central finite
-// differences. It is used by the tests of every package that defines ops or
+// differences, and holds the other helpers of their tests. It is used by the tests of every package that defines ops or
 // layers.
 package tensortest
 
@@ -10,6 +10,13 @@ import (
 
 	"tsdsr/tensor"
 )
+
+// Panics reports whether f panics (the shape checks of the ops do).
+func Panics(f func()) (panicked bool) {
+	defer func() { panicked = recover() != nil }()
+	f()
+	return false
+}
 
 // Rand returns a tensor of the given shape with values uniform in [-1, 1),
 // from a deterministic generator.
