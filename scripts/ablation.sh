@@ -35,7 +35,8 @@ run f --steps 100 --warmup 10 --reg tsd --w-tsd 5
 # The continued prior's weights left the tree (superseded); git history keeps them.
 P2=out/prior-192x6-cont.safetensors
 [ -f $P2 ] || { mkdir -p out; git show e90116f:artifacts/prior-192x6-cont/ema.safetensors > $P2; }
-P3=artifacts/prior-192x6-cont2/ema.safetensors
+P3=out/prior-192x6-cont2.safetensors
+[ -f $P3 ] || git show e90116f:artifacts/prior-192x6-cont2/ema.safetensors > $P3
 A=out/ablation/a/student.safetensors
 short="--steps 100 --warmup 10 --save-every 25"
 run e2 --prior $P2 $short --reg tsd --w-tsd 10
