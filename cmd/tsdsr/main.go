@@ -18,6 +18,7 @@ import (
 
 	"tsdsr/internal/atomicfile"
 	"tsdsr/internal/parallel"
+	"tsdsr/internal/termsafe"
 )
 
 // command is one subcommand: run parses args itself (with a flag.FlagSet
@@ -132,7 +133,7 @@ func run(args []string) int {
 		}
 		if !errors.Is(err, errUsage) {
 			// Errors quote file names, which may hold escape sequences.
-			fmt.Fprintf(os.Stderr, "tsdsr %s: %s\n", c.name, escapeControl(err.Error(), true))
+			fmt.Fprintf(os.Stderr, "tsdsr %s: %s\n", c.name, termsafe.Escape(err.Error(), true))
 		}
 		return 1
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tsdsr/internal/parallel"
+	"tsdsr/internal/sysmem"
 	"tsdsr/models"
 	"tsdsr/server"
 	"tsdsr/sr"
@@ -53,7 +54,7 @@ func (f *serveFlags) config(log *slog.Logger) (server.Config, error) {
 	var cfg server.Config
 	var sizes [3]int64
 	for i, v := range []struct{ name, val string }{{"max-body", f.maxBody}, {"max-job-memory", f.maxJobMemory}, {"min-upload-rate", f.minUploadRate}} {
-		n, err := parseBytes(v.val)
+		n, err := sysmem.ParseBytes(v.val)
 		if err != nil {
 			return cfg, fmt.Errorf("--%s: %w", v.name, err)
 		}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"tsdsr/batch"
 	"tsdsr/imageio"
 	"tsdsr/internal/atomicfile"
 	"tsdsr/sr"
@@ -64,25 +65,25 @@ func TestUpscaleOutputLimit(t *testing.T) {
 		t.Errorf("output folder holds %v", got)
 	}
 	var stderr bytes.Buffer
-	c := &upscaleConfig{quiet: true, maxOutPixels: defaultMaxOutPixels}
+	c := &upscaleConfig{quiet: true}
 	pipe := sr.New(sr.Bicubic{Factor: 4}, &sr.Options{OutScale: 100000})
-	jobs := []*job{{in: filepath.Join(in, "small.png"), out: filepath.Join(out, "huge.png"), format: "png"}}
+	jobs := []*batch.Job{{In: filepath.Join(in, "small.png"), Out: filepath.Join(out, "huge.png"), Format: "png"}}
 	if err := runJobs(context.Background(), pipe, jobs, c, &stderr, false); err == nil || !strings.Contains(stderr.String(), "max-output-pixels") {
 		t.Errorf("--outscale 100000: %v; %s", err, stderr.String())
 	}
 	// The memory estimate binds before the pixel limit when memory is short.
-	c.memory = func() int64 { return 1 << 30 }
+	c.Memory = func() int64 { return 1 << 30 }
 	pipe = sr.New(sr.Bicubic{Factor: 4}, &sr.Options{Width: 16000, Height: 16000})
-	if err := checkOutput(pipe, c, jobs[0], 2, 2); err == nil || !strings.Contains(err.Error(), "memory") {
+	if err := batch.CheckOutput(pipe, &c.Options, jobs[0], 2, 2); err == nil || !strings.Contains(err.Error(), "memory") {
 		t.Errorf("16000x16000 with 1 GiB: %v", err)
 	}
-	c.memory = func() int64 { return 64 << 30 }
-	if err := checkOutput(pipe, c, jobs[0], 2, 2); err != nil {
+	c.Memory = func() int64 { return 64 << 30 }
+	if err := batch.CheckOutput(pipe, &c.Options, jobs[0], 2, 2); err != nil {
 		t.Errorf("16000x16000 with 64 GiB: %v", err)
 	}
-	jobs[0].format = "jpeg"
+	jobs[0].Format = "jpeg"
 	pipe = sr.New(sr.Bicubic{Factor: 4}, &sr.Options{Width: 70000, Height: 10})
-	if err := checkOutput(pipe, c, jobs[0], 2, 2); err == nil || !strings.Contains(err.Error(), "65535") {
+	if err := batch.CheckOutput(pipe, &c.Options, jobs[0], 2, 2); err == nil || !strings.Contains(err.Error(), "65535") {
 		t.Errorf("70000-wide JPEG: %v", err)
 	}
 }
@@ -165,7 +166,7 @@ func TestUpscaleRerunSameFolder(t *testing.T) {
 	if got := strings.Join(names(t, dir), " "); got != "a.png a_x2.png a_x4.png" {
 		t.Errorf("folder holds %s", got)
 	}
-	if sw, err := imageio.ReadSoftware(filepath.Join(dir, "a_x4.png")); err != nil || sw != softwareMark {
+	if sw, err := imageio.ReadSoftware(filepath.Join(dir, "a_x4.png")); err != nil || sw != batch.SoftwareMark {
 		t.Errorf("output mark %q, %v", sw, err)
 	}
 }
@@ -240,8 +241,8 @@ func TestUpscaleTerminalOutput(t *testing.T) {
 	if err := imageio.WriteFile(filepath.Join(in, "alpha.png"), rgba, nil); err != nil {
 		t.Fatal(err)
 	}
-	c := &upscaleConfig{in: in, out: out, format: "jpeg", quality: 90, maxOutPixels: defaultMaxOutPixels}
-	jobs, _, err := planJobs(c)
+	c := &upscaleConfig{Options: batch.Options{In: in, Out: out, Format: "jpeg", Quality: 90}}
+	jobs, _, err := batch.Plan(&c.Options)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,12 +256,6 @@ func TestUpscaleTerminalOutput(t *testing.T) {
 	}
 	if !strings.Contains(s, "alpha.png: JPEG has no alpha channel") {
 		t.Errorf("no alpha warning in:\n%s", s)
-	}
-	if got := escapeControl("a\u202eb\xffc\td\ne é", false); got != `a\u202eb\xffc\td\ne é` {
-		t.Errorf("escapeControl: %s", got)
-	}
-	if got := quoteName("plain name é.png"); got != "plain name é.png" {
-		t.Errorf("quoteName changed a printable name: %s", got)
 	}
 }
 

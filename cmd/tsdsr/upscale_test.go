@@ -325,16 +325,3 @@ func TestUpscaleCancelledLeavesNothing(t *testing.T) {
 		t.Errorf("output folder not empty after interruption: %d entries", len(entries))
 	}
 }
-
-func TestParseBytes(t *testing.T) {
-	for s, want := range map[string]int64{"1500000": 1500000, "512MB": 512e6, "2GiB": 2 << 30, "1.5G": 3 << 29, "64k": 64 << 10} {
-		if got, err := parseBytes(s); err != nil || got != want {
-			t.Errorf("parseBytes(%q) = %d, %v; want %d", s, got, err, want)
-		}
-	}
-	for _, s := range []string{"", "-1", "lots", "1TB"} {
-		if _, err := parseBytes(s); err == nil {
-			t.Errorf("parseBytes(%q) accepted", s)
-		}
-	}
-}

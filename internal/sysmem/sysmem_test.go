@@ -39,3 +39,16 @@ func TestParsePeakRSS(t *testing.T) {
 		t.Fatal("no VmHWM line must be an error")
 	}
 }
+
+func TestParseBytes(t *testing.T) {
+	for s, want := range map[string]int64{"1500000": 1500000, "512MB": 512e6, "2GiB": 2 << 30, "1.5G": 3 << 29, "64k": 64 << 10} {
+		if got, err := ParseBytes(s); err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "-1", "lots", "1TB"} {
+		if _, err := ParseBytes(s); err == nil {
+			t.Errorf("ParseBytes(%q) accepted", s)
+		}
+	}
+}
