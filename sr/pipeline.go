@@ -11,10 +11,10 @@ import (
 	"tsdsr/resize"
 )
 
-// Multipler is implemented by Upscalers that need both image sides to be a
+// SizeMultiple is implemented by Upscalers that need both image sides to be a
 // multiple of Multiple() (8 for a latent model with an 8x autoencoder). The
 // pipeline pads with reflection before the call and crops after it.
-type Multipler interface {
+type SizeMultiple interface {
 	Multiple() int
 }
 
@@ -157,7 +157,7 @@ func (p *Pipeline) UpscaleImage(ctx context.Context, in *imageio.Image) (*imagei
 	rgb := in.RGB()
 
 	mult := 1
-	if m, ok := p.up.(Multipler); ok && m.Multiple() > 1 {
+	if m, ok := p.up.(SizeMultiple); ok && m.Multiple() > 1 {
 		mult = m.Multiple()
 	}
 	pw, ph := roundUp(w, mult), roundUp(h, mult)

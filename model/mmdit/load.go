@@ -235,11 +235,11 @@ func firstN(s []string, n int) []string {
 // Convolution, biases and the learned prompt stay float32.
 func (m *Model) CompactBF16() int64 {
 	m.Params.Freeze()
-	ls := []*nn.Linear{m.timeL1, m.timeL2, m.textL1, m.textL2, m.ctxEmbed, m.normOut, m.projOut}
+	ls := []*nn.Linear{m.timeL1, m.timeL2, m.textL1, m.textL2, m.txtEmbed, m.normOut, m.projOut}
 	for _, b := range m.blocks {
-		ls = append(ls, b.norm1, b.norm1Ctx, b.toQ, b.toK, b.toV, b.toOut, b.addQ, b.addK, b.addV, b.ff0, b.ff2)
+		ls = append(ls, b.norm1, b.norm1Txt, b.toQ, b.toK, b.toV, b.toOut, b.addQ, b.addK, b.addV, b.ff0, b.ff2)
 		if !b.preOnly {
-			ls = append(ls, b.toAddOut, b.ffCtx0, b.ffCtx2)
+			ls = append(ls, b.toAddOut, b.ffTxt0, b.ffTxt2)
 		}
 	}
 	var freed int64

@@ -35,7 +35,7 @@ type Model struct {
 	timeL2   *nn.Linear
 	textL1   *nn.Linear
 	textL2   *nn.Linear
-	ctxEmbed *nn.Linear
+	txtEmbed *nn.Linear
 	blocks   []*block
 	normOut  *nn.Linear
 	projOut  *nn.Linear
@@ -51,11 +51,11 @@ type block struct {
 	preOnly bool
 	heads   int
 
-	norm1, norm1Ctx          *nn.Linear // SiLU(c) -> 6 x hidden (last block's context: 2 x hidden)
+	norm1, norm1Txt          *nn.Linear // SiLU(c) -> 6 x hidden (last block's context: 2 x hidden)
 	toQ, toK, toV, toOut     *nn.Linear
 	addQ, addK, addV         *nn.Linear
 	toAddOut                 *nn.Linear // nil in the last block
-	ff0, ff2, ffCtx0, ffCtx2 *nn.Linear // ffCtx* nil in the last block
+	ff0, ff2, ffTxt0, ffTxt2 *nn.Linear // ffTxt* nil in the last block
 }
 
 // New registers the model's parameters in p (initialised from p's
@@ -75,15 +75,15 @@ func New(cfg Config, p *nn.Params) (*Model, error) {
 	m.timeL2 = nn.NewLinear(p, "time_text_embed.timestep_embedder.linear_2", d, d, true)
 	m.textL1 = nn.NewLinear(p, "time_text_embed.text_embedder.linear_1", cfg.PooledProjectionDim, d, true)
 	m.textL2 = nn.NewLinear(p, "time_text_embed.text_embedder.linear_2", d, d, true)
-	m.ctxEmbed = nn.NewLinear(p, "context_embedder", cfg.JointAttentionDim, cfg.CaptionProjectionDim, true)
+	m.txtEmbed = nn.NewLinear(p, "context_embedder", cfg.JointAttentionDim, cfg.CaptionProjectionDim, true)
 	for i := 0; i < cfg.NumLayers; i++ {
 		bp := p.Sub(fmt.Sprintf("transformer_blocks.%d", i))
 		b := &block{preOnly: i == cfg.NumLayers-1, heads: cfg.NumAttentionHeads}
 		b.norm1 = nn.NewLinear(bp, "norm1.linear", d, 6*d, true)
 		if b.preOnly {
-			b.norm1Ctx = nn.NewLinear(bp, "norm1_context.linear", d, 2*d, true)
+			b.norm1Txt = nn.NewLinear(bp, "norm1_context.linear", d, 2*d, true)
 		} else {
-			b.norm1Ctx = nn.NewLinear(bp, "norm1_context.linear", d, 6*d, true)
+			b.norm1Txt = nn.NewLinear(bp, "norm1_context.linear", d, 6*d, true)
 		}
 		b.toQ = nn.NewLinear(bp, "attn.to_q", d, d, true)
 		b.toK = nn.NewLinear(bp, "attn.to_k", d, d, true)
@@ -98,8 +98,8 @@ func New(cfg Config, p *nn.Params) (*Model, error) {
 		b.ff0 = nn.NewLinear(bp, "ff.net.0.proj", d, 4*d, true)
 		b.ff2 = nn.NewLinear(bp, "ff.net.2", 4*d, d, true)
 		if !b.preOnly {
-			b.ffCtx0 = nn.NewLinear(bp, "ff_context.net.0.proj", d, 4*d, true)
-			b.ffCtx2 = nn.NewLinear(bp, "ff_context.net.2", 4*d, d, true)
+			b.ffTxt0 = nn.NewLinear(bp, "ff_context.net.0.proj", d, 4*d, true)
+			b.ffTxt2 = nn.NewLinear(bp, "ff_context.net.2", 4*d, d, true)
 		}
 		m.blocks = append(m.blocks, b)
 	}
@@ -128,7 +128,7 @@ func (m *Model) initDiT() {
 	}
 	for _, b := range m.blocks {
 		zero(b.norm1)
-		zero(b.norm1Ctx)
+		zero(b.norm1Txt)
 	}
 	zero(m.normOut)
 	zero(m.projOut)
@@ -150,10 +150,10 @@ func (m *Model) Velocity(x *tensor.Tensor, t []float32) *tensor.Tensor {
 }
 
 // Forward runs the transformer on x [N, in, H, W] (H, W multiples of the
-// patch size, within the position grid) at timesteps t [N] with context
-// [N or 1, L, joint_attention_dim] and pooled [N or 1, pooled_dim]; it
+// patch size, within the position grid) at timesteps t [N] with text tokens
+// (the prompt: SD3 names them "context") [N or 1, L, joint_attention_dim] and pooled [N or 1, pooled_dim]; it
 // returns [N, out, H, W].
-func (m *Model) Forward(x *tensor.Tensor, t []float32, context, pooled *tensor.Tensor) *tensor.Tensor {
+func (m *Model) Forward(x *tensor.Tensor, t []float32, text, pooled *tensor.Tensor) *tensor.Tensor {
 	cfg := m.Config
 	p, d := cfg.PatchSize, cfg.Hidden()
 	if x.Dim() != 4 || x.Shape[1] != cfg.InChannels || x.Shape[2]%p != 0 || x.Shape[3]%p != 0 {
@@ -173,17 +173,17 @@ func (m *Model) Forward(x *tensor.Tensor, t []float32, context, pooled *tensor.T
 	temb := timestepEmbedding(t)                                               // [N, 256]
 	c := m.timeL2.Forward(tensor.SiLU(m.timeL1.Forward(temb)))                 // [N, D]
 	c = tensor.Add(c, m.textL2.Forward(tensor.SiLU(m.textL1.Forward(pooled)))) // [N, D]
-	ctx := m.ctxEmbed.Forward(context)                                         // [Nc, L, D]
-	if ctx.Shape[0] == 1 && n > 1 {
+	txt := m.txtEmbed.Forward(text)                                            // [Nc, L, D]
+	if txt.Shape[0] == 1 && n > 1 {
 		reps := make([]*tensor.Tensor, n)
 		for i := range reps {
-			reps[i] = ctx
+			reps[i] = txt
 		}
-		ctx = tensor.Concat(0, reps...) // [N, L, D]
+		txt = tensor.Concat(0, reps...) // [N, L, D]
 	}
 	sc := tensor.SiLU(c) // every adaLN reads SiLU(c)
 	for _, b := range m.blocks {
-		tok, ctx = b.forward(tok, ctx, sc)
+		tok, txt = b.forward(tok, txt, sc)
 	}
 	mod := tensor.Split(m.normOut.Forward(sc), 1, d, d) // adaLN-continuous: scale, shift
 	tok = modulate(tensor.LayerNorm(tok, nil, nil, normEps), mod[1], mod[0])
@@ -191,20 +191,20 @@ func (m *Model) Forward(x *tensor.Tensor, t []float32, context, pooled *tensor.T
 	return tensor.Unpatchify(out, p, cfg.OutChannels, h, w)
 }
 
-func (b *block) forward(x, ctx, sc *tensor.Tensor) (*tensor.Tensor, *tensor.Tensor) {
+func (b *block) forward(x, txt, sc *tensor.Tensor) (*tensor.Tensor, *tensor.Tensor) {
 	d := x.Shape[2]
-	li, lc := x.Shape[1], ctx.Shape[1]
+	li, lc := x.Shape[1], txt.Shape[1]
 	// adaLN-Zero chunks: shift, scale, gate (attention), shift, scale, gate (MLP).
 	mi := tensor.Split(b.norm1.Forward(sc), 1, d, d, d, d, d, d)
 	nx := modulate(tensor.LayerNorm(x, nil, nil, normEps), mi[0], mi[1]) // [N, Li, D]
 	var mc []*tensor.Tensor
 	var nc *tensor.Tensor
 	if b.preOnly {
-		mc = tensor.Split(b.norm1Ctx.Forward(sc), 1, d, d) // adaLN-continuous: scale, shift
-		nc = modulate(tensor.LayerNorm(ctx, nil, nil, normEps), mc[1], mc[0])
+		mc = tensor.Split(b.norm1Txt.Forward(sc), 1, d, d) // adaLN-continuous: scale, shift
+		nc = modulate(tensor.LayerNorm(txt, nil, nil, normEps), mc[1], mc[0])
 	} else {
-		mc = tensor.Split(b.norm1Ctx.Forward(sc), 1, d, d, d, d, d, d)
-		nc = modulate(tensor.LayerNorm(ctx, nil, nil, normEps), mc[0], mc[1])
+		mc = tensor.Split(b.norm1Txt.Forward(sc), 1, d, d, d, d, d, d)
+		nc = modulate(tensor.LayerNorm(txt, nil, nil, normEps), mc[0], mc[1])
 	}
 	// Joint attention over [image; context]. The last block discards the
 	// context's outputs, so it skips the context queries (add_q_proj stays
@@ -222,12 +222,12 @@ func (b *block) forward(x, ctx, sc *tensor.Tensor) (*tensor.Tensor, *tensor.Tens
 	nx = modulate(tensor.LayerNorm(x, nil, nil, normEps), mi[3], mi[4])
 	x = tensor.Add(x, gate(mi[5], b.ff2.Forward(tensor.GELU(b.ff0.Forward(nx)))))
 	if b.preOnly {
-		return x, ctx
+		return x, txt
 	}
-	ctx = tensor.Add(ctx, gate(mc[2], b.toAddOut.Forward(a[1])))
-	nc = modulate(tensor.LayerNorm(ctx, nil, nil, normEps), mc[3], mc[4])
-	ctx = tensor.Add(ctx, gate(mc[5], b.ffCtx2.Forward(tensor.GELU(b.ffCtx0.Forward(nc)))))
-	return x, ctx
+	txt = tensor.Add(txt, gate(mc[2], b.toAddOut.Forward(a[1])))
+	nc = modulate(tensor.LayerNorm(txt, nil, nil, normEps), mc[3], mc[4])
+	txt = tensor.Add(txt, gate(mc[5], b.ffTxt2.Forward(tensor.GELU(b.ffTxt0.Forward(nc)))))
+	return x, txt
 }
 
 // modulate is adaLN's x * (1 + scale) + shift, with per-sample [N, D]

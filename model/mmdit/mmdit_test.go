@@ -220,7 +220,7 @@ func TestGradCheckSmallModel(t *testing.T) {
 	x := randT(r, 1, 16, 2, 4)
 	// Check the input gradient and one weight of each kind.
 	w := m.blocks[0].toQ.Weight
-	mod := m.blocks[1].norm1Ctx.Weight
+	mod := m.blocks[1].norm1Txt.Weight
 	tensortest.GradCheck(t, func(in []*tensor.Tensor) *tensor.Tensor {
 		return m.Velocity(in[0], []float32{400})
 	}, 1e-2, 2e-2, x, w, mod)
