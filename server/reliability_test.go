@@ -82,7 +82,7 @@ func TestSlowUploadsHoldNoSlot(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, "nine uploads in progress", func() bool { return s.metrics.uploading.Load() == 9 })
+	waitFor(t, "nine uploads in progress", func() bool { return s.counters.uploading.Load() == 9 })
 	resp, err := http.Post("http://"+addr+"/v1/upscale", "image/png", bytes.NewReader(encode(t, noiseImage(8, 8, 11), "png")))
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +96,7 @@ func TestSlowUploadsHoldNoSlot(t *testing.T) {
 			t.Errorf("slow upload %d: %d, want 408", i, code)
 		}
 	}
-	waitFor(t, "the uploads to end", func() bool { return s.metrics.uploading.Load() == 0 })
+	waitFor(t, "the uploads to end", func() bool { return s.counters.uploading.Load() == 0 })
 }
 
 // TestUploadSlotsAreBounded: bodies being read are bounded in number (and
@@ -106,7 +106,7 @@ func TestUploadSlotsAreBounded(t *testing.T) {
 	addr := serveLoopback(t, s)
 	startUpload(t, addr)
 	startUpload(t, addr)
-	waitFor(t, "two uploads in progress", func() bool { return s.metrics.uploading.Load() == 2 })
+	waitFor(t, "two uploads in progress", func() bool { return s.counters.uploading.Load() == 2 })
 	c := startUpload(t, addr)
 	if code := statusOf(t, c); code != 429 {
 		t.Fatalf("third upload: %d, want 429", code)

@@ -101,15 +101,15 @@ type Config struct {
 // Server serves the API and the web page. Create it with New; it is an
 // http.Handler, and Serve runs it with graceful shutdown.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	uploads chan struct{} // MaxUploads slots: bodies being read
-	admit   chan struct{} // Workers+Queue slots: requests past admission
-	work    chan struct{} // Workers slots: jobs running
-	metrics *metrics
-	hosts   map[string]bool // AllowedHosts, lower case; "*" accepts any
-	cop     *http.CrossOriginProtection
-	ready   atomic.Bool
+	cfg      Config
+	log      *slog.Logger
+	uploads  chan struct{} // MaxUploads slots: bodies being read
+	admit    chan struct{} // Workers+Queue slots: requests past admission
+	work     chan struct{} // Workers slots: jobs running
+	counters *counters
+	hosts    map[string]bool // AllowedHosts, lower case; "*" accepts any
+	cop      *http.CrossOriginProtection
+	ready    atomic.Bool
 	// avgJob is an exponential moving average of job seconds (float64
 	// bits), used to suggest Retry-After.
 	avgJob atomic.Uint64
@@ -154,15 +154,15 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		uploads: make(chan struct{}, cfg.MaxUploads),
-		admit:   make(chan struct{}, cfg.Workers+cfg.Queue),
-		work:    make(chan struct{}, cfg.Workers),
-		metrics: newMetrics(cfg.Upscaler),
-		hosts:   map[string]bool{},
-		cop:     http.NewCrossOriginProtection(),
-		mux:     http.NewServeMux(),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		uploads:  make(chan struct{}, cfg.MaxUploads),
+		admit:    make(chan struct{}, cfg.Workers+cfg.Queue),
+		work:     make(chan struct{}, cfg.Workers),
+		counters: newCounters(cfg.Upscaler),
+		hosts:    map[string]bool{},
+		cop:      http.NewCrossOriginProtection(),
+		mux:      http.NewServeMux(),
 	}
 	for _, h := range cfg.AllowedHosts {
 		h = strings.ToLower(strings.TrimSpace(h))
@@ -198,7 +198,7 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.HandleFunc("GET /v1/models", s.models)
-	s.mux.HandleFunc("GET /metrics", s.metrics.serve(s))
+	s.mux.HandleFunc("GET /metrics", s.counters.serve(s))
 	s.mux.HandleFunc("POST /v1/upscale", s.upscale)
 	s.mux.HandleFunc("/v1/upscale", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "POST")
@@ -244,7 +244,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d := time.Since(start)
 	route := routeLabel(r.URL.Path)
-	s.metrics.request(route, status, d)
+	s.counters.request(route, status, d)
 	attrs := []slog.Attr{
 		slog.String("method", r.Method), slog.String("path", r.URL.Path),
 		slog.Int("status", status), slog.Int64("bytes", rec.bytes),

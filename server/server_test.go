@@ -291,7 +291,7 @@ func TestQueueFullIs429(t *testing.T) {
 		go func() { codes <- do(t, s, "POST", "/v1/upscale", "", body).Code }()
 	}
 	waitFor(t, "one running and one queued job", func() bool {
-		return s.metrics.running.Load() == 1 && s.metrics.queued.Load() == 1
+		return s.counters.running.Load() == 1 && s.counters.queued.Load() == 1
 	})
 	w := do(t, s, "POST", "/v1/upscale", "", body)
 	if w.Code != 429 || !strings.Contains(w.Body.String(), `"queue_full"`) || w.Header().Get("Retry-After") == "" {
@@ -453,7 +453,7 @@ func TestModelPanicIs500AndFreesTheWorker(t *testing.T) {
 			t.Fatalf("%d %s", w.Code, w.Body)
 		}
 	}
-	if n := s.metrics.running.Load(); n != 0 {
+	if n := s.counters.running.Load(); n != 0 {
 		t.Errorf("%d jobs still counted as running", n)
 	}
 }

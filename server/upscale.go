@@ -60,7 +60,7 @@ func (s *Server) upscale(w http.ResponseWriter, r *http.Request) {
 	select {
 	case s.uploads <- struct{}{}:
 	default:
-		s.metrics.rejected.Add(1)
+		s.counters.rejected.Add(1)
 		// Close rather than read the body net/http would otherwise drain.
 		w.Header().Set("Connection", "close")
 		w.Header().Set("Retry-After", "1")
@@ -87,7 +87,7 @@ func (s *Server) upscale(w http.ResponseWriter, r *http.Request) {
 	case s.admit <- struct{}{}:
 		defer func() { <-s.admit }()
 	default:
-		s.metrics.rejected.Add(1)
+		s.counters.rejected.Add(1)
 		w.Header().Set("Retry-After", strconv.Itoa(s.retryAfter()))
 		writeError(w, http.StatusTooManyRequests, "queue_full", "all workers are busy and the queue is full; retry later")
 		return
@@ -127,12 +127,12 @@ func (s *Server) upscale(w http.ResponseWriter, r *http.Request) {
 		slog.String("out", fmt.Sprintf("%dx%d", ow, oh)))
 
 	// Wait for a worker.
-	s.metrics.queued.Add(1)
+	s.counters.queued.Add(1)
 	select {
 	case s.work <- struct{}{}:
-		s.metrics.queued.Add(-1)
+		s.counters.queued.Add(-1)
 	case <-ctx.Done():
-		s.metrics.queued.Add(-1)
+		s.counters.queued.Add(-1)
 		s.cancelled(w, r, ctx)
 		return
 	}
@@ -149,7 +149,7 @@ func (s *Server) upscale(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.observeJob(elapsed)
-	s.metrics.pixels(in.Width*in.Height, ow*oh)
+	s.counters.pixels(in.Width*in.Height, ow*oh)
 	ext := map[string]string{"png": "png", "jpeg": "jpg"}[req.format]
 	h := w.Header()
 	h.Set("Content-Type", "image/"+req.format)
@@ -174,9 +174,9 @@ const encodeBytesPerPixel = 16
 // (reported as an error: a 500, not a dead worker). A job that ends past
 // its deadline fails with the context's error: a late result is not sent.
 func (s *Server) run(ctx context.Context, p *sr.Pipeline, in *imageio.Image, req *request) (body []byte, err error) {
-	s.metrics.running.Add(1)
+	s.counters.running.Add(1)
 	defer func() {
-		s.metrics.running.Add(-1)
+		s.counters.running.Add(-1)
 		<-s.work
 		if v := recover(); v != nil {
 			s.log.Error("model panicked", "panic", v, "stack", string(debug.Stack()))
@@ -218,13 +218,13 @@ func (c *ctxWriter) Write(p []byte) (int, error) {
 // to send; logged as 499), or the deadline passed (503).
 func (s *Server) cancelled(w http.ResponseWriter, r *http.Request, ctx context.Context) {
 	if r.Context().Err() != nil {
-		s.metrics.cancel("client_gone")
+		s.counters.cancel("client_gone")
 		if rec, ok := w.(*recorder); ok {
 			rec.clientGone = true
 		}
 		return
 	}
-	s.metrics.cancel("timeout")
+	s.counters.cancel("timeout")
 	writeError(w, http.StatusServiceUnavailable, "timeout", fmt.Sprintf("not done within %v", s.cfg.Timeout))
 }
 
@@ -261,9 +261,9 @@ func (u *uploadReader) Close() error { return u.r.Close() }
 func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (*request, *httpError) {
 	rc := http.NewResponseController(w)
 	up := &uploadReader{r: r.Body, rc: rc, start: time.Now(), grace: s.cfg.UploadGrace, rate: float64(s.cfg.MinUploadRate)}
-	s.metrics.uploading.Add(1)
+	s.counters.uploading.Add(1)
 	defer func() {
-		s.metrics.uploading.Add(-1)
+		s.counters.uploading.Add(-1)
 		// The job has its own deadline: a read deadline left here would
 		// end the connection's background read, which cancels the job.
 		if up.rc != nil {

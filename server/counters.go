@@ -17,10 +17,10 @@ import (
 // histogram: from a tiny bicubic job to a large image on the model.
 var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 
-// metrics are the counters behind GET /metrics, written in the Prometheus
+// counters are what GET /metrics reports, written in the Prometheus
 // text exposition format (version 0.0.4) by hand: a dozen lines do not
 // justify the client library.
-type metrics struct {
+type counters struct {
 	model, scale string
 
 	uploading       atomic.Int64
@@ -41,8 +41,8 @@ type histogram struct {
 	n      uint64
 }
 
-func newMetrics(up sr.Upscaler) *metrics {
-	return &metrics{
+func newCounters(up sr.Upscaler) *counters {
+	return &counters{
 		model: up.Name(), scale: strconv.Itoa(up.Scale()),
 		requests:  map[[2]string]uint64{},
 		cancelled: map[string]uint64{"client_gone": 0, "timeout": 0},
@@ -50,7 +50,7 @@ func newMetrics(up sr.Upscaler) *metrics {
 	}
 }
 
-func (m *metrics) request(path string, status int, d time.Duration) {
+func (m *counters) request(path string, status int, d time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.requests[[2]string{path, strconv.Itoa(status)}]++
@@ -66,20 +66,20 @@ func (m *metrics) request(path string, status int, d time.Duration) {
 	h.n++
 }
 
-func (m *metrics) cancel(reason string) {
+func (m *counters) cancel(reason string) {
 	m.mu.Lock()
 	m.cancelled[reason]++
 	m.mu.Unlock()
 }
 
-func (m *metrics) pixels(in, out int) {
+func (m *counters) pixels(in, out int) {
 	m.inPixels.Add(int64(in))
 	m.outPixels.Add(int64(out))
 }
 
 // serve writes all metrics; families and label sets are sorted so the
 // output is stable.
-func (m *metrics) serve(s *Server) http.HandlerFunc {
+func (m *counters) serve(s *Server) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		b := bufio.NewWriter(w)
