@@ -83,6 +83,11 @@ type Config struct {
 	// smooths the step-to-step noise that the score terms add, which the
 	// student's own weights carry into the output.
 	EMA float64 `json:"ema,omitempty"`
+	// WAdv weighs the student's hinge loss against a latent patch
+	// discriminator (Discriminator; beyond the paper, 0: none) that trains
+	// every step at LRDisc.
+	WAdv   float64 `json:"w_adv,omitempty"`
+	LRDisc float64 `json:"lr_disc,omitempty"`
 }
 
 // DefaultConfig is TSD-SR's recipe (ranks 64 and 16, lambda 0.7, DASM with
@@ -123,7 +128,10 @@ func (c Config) Validate() error {
 	if c.Steps <= 0 || c.Warmup < 0 {
 		return fmt.Errorf("distill: steps %d, warmup %d", c.Steps, c.Warmup)
 	}
-	if c.WMSE < 0 || c.WTSD < 0 || c.WPix < 0 {
+	if c.WAdv > 0 && c.LRDisc <= 0 {
+		return errors.New("distill: the adversarial term needs a positive discriminator learning rate")
+	}
+	if c.WMSE < 0 || c.WTSD < 0 || c.WPix < 0 || c.WAdv < 0 {
 		return errors.New("distill: loss weights must be non-negative")
 	}
 	return nil

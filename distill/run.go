@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"tsdsr/data"
@@ -37,6 +38,10 @@ const loaderSeed = 0x9e3779b97f4a7c15
 
 // LossColumns are the columns of a run's loss.csv, in order.
 var LossColumns = []string{"step", "loss", "mse", "tsd", "pix", "fake", "grad_norm", "fake_grad_norm", "lr", "lr_fake", "samples_per_s"}
+
+// AdvColumns follow LossColumns in loss.csv when the run has the
+// adversarial term.
+var AdvColumns = []string{"adv", "disc", "disc_grad_norm", "lr_disc"}
 
 // RunOptions describe a distillation run in a directory.
 type RunOptions struct {
@@ -146,7 +151,11 @@ func Run(ctx context.Context, o RunOptions) (Result, error) {
 		return res, err
 	}
 	res.Interrupted = err != nil
-	if err := train.WriteMetricsCSV(filepath.Join(o.Dir, "metrics.jsonl"), filepath.Join(o.Dir, "loss.csv"), LossColumns); err != nil {
+	cols := LossColumns
+	if o.Config.WAdv > 0 {
+		cols = append(slices.Clone(cols), AdvColumns...)
+	}
+	if err := train.WriteMetricsCSV(filepath.Join(o.Dir, "metrics.jsonl"), filepath.Join(o.Dir, "loss.csv"), cols); err != nil {
 		return res, err
 	}
 	res.Student = filepath.Join(o.Dir, "student.safetensors")

@@ -30,7 +30,14 @@ type Trainer struct {
 	// EMA averages the student's trainable weights (nil without
 	// Config.EMA); Swap it in to use or save the average.
 	EMA *nn.EMA
+	// Disc and its optimiser exist with Config.WAdv > 0.
+	Disc    *Discriminator
+	OptDisc *nn.AdamW
+	lrDisc  nn.Schedule
 }
+
+// discWidth is the discriminator's first width (about 0.4 M weights).
+const discWidth = 64
 
 // NewTrainer builds the distillation around a prior: the prior itself
 // becomes the frozen teacher, the student and the fake score are copies
@@ -86,6 +93,12 @@ func NewTrainerFrom(cfg Config, prior, start *mmdit.Model) (*Trainer, error) {
 		t.OptFake = nn.NewAdamW(t.Fake.Params.Trainable(), adam)
 		t.lrFake = nn.CosineWarmup(cfg.LRFake, cfg.Warmup, cfg.Steps)
 	}
+	if cfg.WAdv > 0 {
+		t.Disc = NewDiscriminator(rng.New(cfg.Seed^0xd15c), prior.Config.InChannels, discWidth)
+		adam.LR = cfg.LRDisc
+		t.OptDisc = nn.NewAdamW(t.Disc.Params.Trainable(), adam)
+		t.lrDisc = nn.CosineWarmup(cfg.LRDisc, cfg.Warmup, cfg.Steps)
+	}
 	return t, nil
 }
 
@@ -102,6 +115,10 @@ func (t *Trainer) Register(r *train.Run) {
 		r.Add("fake", train.WeightList(t.OptFake.Params()))
 		r.Add("opt_fake", t.OptFake)
 	}
+	if t.Disc != nil {
+		r.Add("disc", train.WeightList(t.OptDisc.Params()))
+		r.Add("opt_disc", t.OptDisc)
+	}
 }
 
 // Batch is one training batch in latent space: the scaled TAESD3 latents of
@@ -114,8 +131,9 @@ type Batch struct {
 
 // Step runs one student step and then one fake-score step on the batch,
 // drawing its random numbers from r, and returns the step's metrics:
-// loss (the student's total), mse, tsd, pix, grad_norm (before clipping),
-// lr, and for the fake score fake (its loss), fake_grad_norm and lr_fake.
+// loss (the student's total), mse, tsd, pix, adv, grad_norm (before
+// clipping), lr, for the fake score fake (its loss), fake_grad_norm and
+// lr_fake, and for the discriminator disc, disc_grad_norm and lr_disc.
 // The fake score trains on the outputs of this step's student, before its
 // update (as the official code does). An optimiser whose gradient norm is
 // not finite skips its update.
@@ -138,6 +156,11 @@ func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Metrics, error) {
 		pix := PixelLoss(t.Decoder, zHat, b.HR)
 		m["pix"] = float64(pix.Item())
 		loss = tensor.Add(loss, tensor.Scale(pix, float32(cfg.WPix)))
+	}
+	if t.Disc != nil {
+		adv := AdvLoss(t.Disc, zHat)
+		m["adv"] = float64(adv.Item())
+		loss = tensor.Add(loss, tensor.Scale(adv, float32(cfg.WAdv)))
 	}
 	if cfg.Reg != RegNone {
 		rs := r.Child(1)
@@ -174,6 +197,10 @@ func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Metrics, error) {
 	if t.Fake != nil {
 		m["fake"], m["fake_grad_norm"] = t.fakeStep(zHat.Detach(), r.Child(2))
 		m["lr_fake"] = t.OptFake.LR
+	}
+	if t.Disc != nil {
+		m["disc"], m["disc_grad_norm"] = t.discStep(b.ZH, zHat.Detach())
+		m["lr_disc"] = t.OptDisc.LR
 	}
 	return m, nil
 }
@@ -221,6 +248,9 @@ func (t *Trainer) Describe() string {
 	fmt.Fprintf(&b, "student %d trainable of %d", nn.Count(t.OptStudent.Params()), t.Student.Params.Count())
 	if t.Fake != nil {
 		fmt.Fprintf(&b, ", fake score %d trainable", nn.Count(t.OptFake.Params()))
+	}
+	if t.Disc != nil {
+		fmt.Fprintf(&b, ", discriminator %d", nn.Count(t.OptDisc.Params()))
 	}
 	return b.String()
 }

@@ -23,7 +23,8 @@ const trainDistillUsage = "Usage: tsdsr train distill --prior DIR|FILE --data DI
 	"HR/LR pairs stream from --data through the Real-ESRGAN degradation (--size HR -> size/4 LR).\n" +
 	"\nAblations: --reg none (MSE only), --reg vsd (lambda 1), --reg tsd --dasm=false, --reg tsd (default).\n" +
 	"The pixel loss (--w-pix) is a Charbonnier (smooth L1) distance on TAESD3-decoded output, a\n" +
-	"stand-in for TSD-SR's LPIPS, whose ImageNet backbone is not available.\n" +
+	"stand-in for TSD-SR's LPIPS, whose ImageNet backbone is not available. --w-adv adds, beyond\n" +
+	"the paper, a hinge GAN loss from a latent patch discriminator trained against the HR latents.\n" +
 	"\n--prior is a run directory of `tsdsr train prior` (EMA weights when present), a diffusers\n" +
 	"directory (config.json + diffusion_pytorch_model.safetensors) or a safetensors file with its\n" +
 	"config in the metadata or a config.json beside it. --init starts the student from an earlier\n" +
@@ -57,6 +58,8 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	wTSD := fs.Float64("w-tsd", def.WTSD, "weight of L_TSD")
 	ema := fs.Float64("ema", def.EMA, "EMA decay of the student's weights, saved as student.safetensors (0: none, the last weights)")
 	wPix := fs.Float64("w-pix", def.WPix, "weight of the pixel loss (Charbonnier on TAESD3-decoded output; 0: off)")
+	wAdv := fs.Float64("w-adv", 0, "weight of the adversarial loss against a latent patch discriminator (beyond the paper; 0: off)")
+	lrDisc := fs.Float64("lr-disc", 1e-4, "discriminator peak learning rate (with --w-adv)")
 	seed := fs.Uint64("seed", 0, "seed of the adapters, the data stream and the noise")
 	var rd runFlags
 	rd.register(fs, 100)
@@ -75,6 +78,9 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	cfg := distill.Config{LoRARank: *loraRank, FakeRank: *fakeRank, FullFinetune: *full, Reg: *reg, Lambda: *lambda,
 		DASM: *dasm, DASMSteps: *dasmSteps, WMSE: *wMSE, WTSD: *wTSD, WPix: *wPix, LR: *lr, LRFake: *lrFake,
 		Warmup: *warmup, Steps: *steps, WeightDecay: def.WeightDecay, ClipNorm: def.ClipNorm, Seed: *seed, EMA: *ema}
+	if *wAdv > 0 {
+		cfg.WAdv, cfg.LRDisc = *wAdv, *lrDisc
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
