@@ -30,11 +30,16 @@ func tinyPrior(t testing.TB) *mmdit.Model {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := rng.New(99)
+	fillWeights(m, 99)
+	return m
+}
+
+// fillWeights draws all of m's weights from N(0, 0.15^2), seeded by seed.
+func fillWeights(m *mmdit.Model, seed uint64) {
+	r := rng.New(seed)
 	for _, p := range m.Params.List() {
 		r.FillNormal(p.T.Data, 0, 0.15)
 	}
-	return m
 }
 
 // tinyBatch is batch s of a deterministic latent stream.
@@ -250,10 +255,7 @@ func TestSaveLoadStudent(t *testing.T) {
 // and the fake score stay the prior; a start of another shape is refused.
 func TestTrainerFrom(t *testing.T) {
 	prior, start := tinyPrior(t), tinyPrior(t)
-	r := rng.New(5)
-	for _, p := range start.Params.List() {
-		r.FillNormal(p.T.Data, 0, 0.15)
-	}
+	fillWeights(start, 5)
 	cfg := tinyRecipe()
 	cfg.FullFinetune = true
 	tr, err := NewTrainerFrom(cfg, prior, start)
@@ -280,10 +282,7 @@ func TestTrainerFrom(t *testing.T) {
 // mean; other shapes and alphas outside [0, 1] are refused.
 func TestInterpolate(t *testing.T) {
 	a, b := tinyPrior(t), tinyPrior(t)
-	r := rng.New(8)
-	for _, p := range b.Params.List() {
-		r.FillNormal(p.T.Data, 0, 0.15)
-	}
+	fillWeights(b, 8)
 	m0, err := Interpolate(a, b, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -49,61 +49,16 @@ func FromStdImage(img image.Image) *Image {
 		}
 		return m
 	case *image.NRGBA:
-		m := NewImage(w, h, 3)
-		m.Alpha = make([]float32, n)
-		r, g, bl := m.Plane(0), m.Plane(1), m.Plane(2)
-		for y := range h {
-			row := s.Pix[y*s.Stride:]
-			for x := range w {
-				i, p := y*w+x, row[4*x:4*x+4]
-				r[i], g[i], bl[i], m.Alpha[i] = lut8[p[0]], lut8[p[1]], lut8[p[2]], lut8[p[3]]
-			}
-		}
-		return m
+		return fromRGBA(s.Pix, s.Stride, w, h, false, true)
 	case *image.NRGBA64:
-		m := NewImage(w, h, 3)
-		m.BitDepth = 16
-		m.Alpha = make([]float32, n)
-		r, g, bl := m.Plane(0), m.Plane(1), m.Plane(2)
-		for y := range h {
-			row := s.Pix[y*s.Stride:]
-			for x := range w {
-				i, p := y*w+x, row[8*x:8*x+8]
-				r[i] = from16(uint16(p[0])<<8 | uint16(p[1]))
-				g[i] = from16(uint16(p[2])<<8 | uint16(p[3]))
-				bl[i] = from16(uint16(p[4])<<8 | uint16(p[5]))
-				m.Alpha[i] = from16(uint16(p[6])<<8 | uint16(p[7]))
-			}
-		}
-		return m
+		return fromRGBA(s.Pix, s.Stride, w, h, true, true)
 	case *image.RGBA:
 		if s.Opaque() {
-			m := NewImage(w, h, 3)
-			r, g, bl := m.Plane(0), m.Plane(1), m.Plane(2)
-			for y := range h {
-				row := s.Pix[y*s.Stride:]
-				for x := range w {
-					i, p := y*w+x, row[4*x:4*x+3]
-					r[i], g[i], bl[i] = lut8[p[0]], lut8[p[1]], lut8[p[2]]
-				}
-			}
-			return m
+			return fromRGBA(s.Pix, s.Stride, w, h, false, false)
 		}
 	case *image.RGBA64:
 		if s.Opaque() {
-			m := NewImage(w, h, 3)
-			m.BitDepth = 16
-			r, g, bl := m.Plane(0), m.Plane(1), m.Plane(2)
-			for y := range h {
-				row := s.Pix[y*s.Stride:]
-				for x := range w {
-					i, p := y*w+x, row[8*x:8*x+6]
-					r[i] = from16(uint16(p[0])<<8 | uint16(p[1]))
-					g[i] = from16(uint16(p[2])<<8 | uint16(p[3]))
-					bl[i] = from16(uint16(p[4])<<8 | uint16(p[5]))
-				}
-			}
-			return m
+			return fromRGBA(s.Pix, s.Stride, w, h, true, false)
 		}
 	case *image.YCbCr:
 		return fromYCbCr(s)
@@ -133,6 +88,43 @@ func FromStdImage(img image.Image) *Image {
 		return fromPaletted(s)
 	}
 	return fromGeneric(img)
+}
+
+// fromRGBA converts w x h pixels of R, G, B, A samples, rows stride
+// bytes apart, to RGB: 8-bit samples, or big-endian 16-bit ones with deep
+// (the image then has BitDepth 16). The alpha plane is kept when alpha is
+// set (straight alpha; opaque premultiplied pixels are read without).
+func fromRGBA(pix []uint8, stride, w, h int, deep, alpha bool) *Image {
+	m := NewImage(w, h, 3)
+	if deep {
+		m.BitDepth = 16
+	}
+	if alpha {
+		m.Alpha = make([]float32, w*h)
+	}
+	r, g, bl := m.Plane(0), m.Plane(1), m.Plane(2)
+	for y := range h {
+		row := pix[y*stride:]
+		for x := range w {
+			i := y*w + x
+			if deep {
+				p := row[8*x : 8*x+8]
+				r[i] = from16(uint16(p[0])<<8 | uint16(p[1]))
+				g[i] = from16(uint16(p[2])<<8 | uint16(p[3]))
+				bl[i] = from16(uint16(p[4])<<8 | uint16(p[5]))
+				if alpha {
+					m.Alpha[i] = from16(uint16(p[6])<<8 | uint16(p[7]))
+				}
+				continue
+			}
+			p := row[4*x : 4*x+4]
+			r[i], g[i], bl[i] = lut8[p[0]], lut8[p[1]], lut8[p[2]]
+			if alpha {
+				m.Alpha[i] = lut8[p[3]]
+			}
+		}
+	}
+	return m
 }
 
 // fromYCbCr converts with color.YCbCrToRGB, the conversion image/jpeg and
@@ -253,55 +245,49 @@ func (m *Image) ToStdImage() image.Image {
 			d.Pix[i] = Quantize8(v)
 		}
 		return d
-	case m.BitDepth == 16:
+	}
+	// RGB, with gray replicated; a missing alpha plane is opaque.
+	pr, pg, pb := plane(0), plane(1), plane(2)
+	alpha := func(i int) float32 {
+		if m.Alpha == nil {
+			return 1
+		}
+		return m.Alpha[i]
+	}
+	if m.BitDepth == 16 {
 		d := image.NewNRGBA64(r)
-		pr, pg, pb := plane(0), plane(1), plane(2)
 		for i := range n {
-			a := uint16(0xffff)
-			if m.Alpha != nil {
-				a = Quantize16(m.Alpha[i])
-			}
 			p := d.Pix[8*i : 8*i+8]
-			for k, q := range [4]uint16{Quantize16(pr[i]), Quantize16(pg[i]), Quantize16(pb[i]), a} {
+			for k, q := range [4]uint16{Quantize16(pr[i]), Quantize16(pg[i]), Quantize16(pb[i]), Quantize16(alpha(i))} {
 				p[2*k], p[2*k+1] = byte(q>>8), byte(q)
 			}
 		}
 		return d
-	default:
-		d := image.NewNRGBA(r)
-		pr, pg, pb := plane(0), plane(1), plane(2)
-		for i := range n {
-			a := uint8(0xff)
-			if m.Alpha != nil {
-				a = Quantize8(m.Alpha[i])
-			}
-			p := d.Pix[4*i : 4*i+4]
-			p[0], p[1], p[2], p[3] = Quantize8(pr[i]), Quantize8(pg[i]), Quantize8(pb[i]), a
-		}
-		return d
 	}
+	d := image.NewNRGBA(r)
+	for i := range n {
+		p := d.Pix[4*i : 4*i+4]
+		p[0], p[1], p[2], p[3] = Quantize8(pr[i]), Quantize8(pg[i]), Quantize8(pb[i]), Quantize8(alpha(i))
+	}
+	return d
 }
 
 // Quantize8 maps v in [0, 1] to 0..255: clamp (NaN counts as 0), scale, and
 // round half up (floor(v*255 + 0.5), computed exactly in float64).
 // float32(k)/255 maps back to k for every k, so 8-bit round trips are exact.
-func Quantize8(v float32) uint8 {
-	if !(v > 0) {
-		return 0
-	}
-	if v >= 1 {
-		return 255
-	}
-	return uint8(float64(v)*255 + 0.5)
-}
+func Quantize8(v float32) uint8 { return quantize[uint8](v) }
 
 // Quantize16 is Quantize8 for 0..65535.
-func Quantize16(v float32) uint16 {
+func Quantize16(v float32) uint16 { return quantize[uint16](v) }
+
+// quantize maps v in [0, 1] to 0..top, top the largest T, as Quantize8 says.
+func quantize[T uint8 | uint16](v float32) T {
+	top := ^T(0)
 	if !(v > 0) {
 		return 0
 	}
 	if v >= 1 {
-		return 65535
+		return top
 	}
-	return uint16(float64(v)*65535 + 0.5)
+	return T(float64(v)*float64(top) + 0.5)
 }

@@ -40,23 +40,10 @@ func newTinyTransformer(p *Params, in, dim, heads int) *tinyTransformer {
 		embed:   NewLinear(p, "proj_in", in, dim, true),
 		norm1:   NewLayerNorm(p, "transformer_blocks.0.norm1", dim, 1e-6, true),
 		norm2:   NewLayerNorm(p, "transformer_blocks.0.norm2", dim, 1e-6, true),
-		blk:     newBlockNoNorm(p.Sub("transformer_blocks.0"), dim),
+		blk:     blockLinears(p.Sub("transformer_blocks.0"), dim, 4*dim, true), // the model owns both norms
 		normOut: NewLayerNorm(p, "norm_out", dim, 1e-6, true),
 		out:     NewLinear(p, "proj_out", dim, in, true),
 		heads:   heads,
-	}
-}
-
-// newBlockNoNorm is block's linears without its norm (the model owns both norms).
-func newBlockNoNorm(p *Params, dim int) *block {
-	a := p.Sub("attn")
-	return &block{
-		q:   NewLinear(a, "to_q", dim, dim, true),
-		k:   NewLinear(a, "to_k", dim, dim, true),
-		v:   NewLinear(a, "to_v", dim, dim, true),
-		o:   NewLinear(a, "to_out.0", dim, dim, true),
-		ff0: NewLinear(p, "ff.net.0.proj", dim, 4*dim, true),
-		ff2: NewLinear(p, "ff.net.2", 4*dim, dim, true),
 	}
 }
 
@@ -91,6 +78,17 @@ func fit(p *Params, forward func(*tensor.Tensor) *tensor.Tensor, x, target *tens
 	return first, last
 }
 
+// fitBy runs fit and fails the test (what) unless the loss fell by at
+// least the factor by.
+func fitBy(t *testing.T, what string, by float32, p *Params, forward func(*tensor.Tensor) *tensor.Tensor, x, target *tensor.Tensor, steps int, lr float64) {
+	t.Helper()
+	first, last := fit(p, forward, x, target, steps, lr)
+	t.Logf("%s: loss %.4g -> %.4g (%.0fx)", what, first, last, first/last)
+	if last*by > first {
+		t.Errorf("loss fell only from %.4g to %.4g", first, last)
+	}
+}
+
 // teacherTarget is the output of a same-shaped network with other random
 // weights, scaled to unit RMS: a fixed random target map the student can
 // represent exactly (by scaling its last layer).
@@ -110,11 +108,7 @@ func TestTrainTinyConvNet(t *testing.T) {
 	target := teacherTarget(newConvNet(NewParams(rng.New(200)), 16).forward, x)
 	p := NewParams(rng.New(1))
 	m := newConvNet(p, 16)
-	first, last := fit(p, m.forward, x, target, 300, 2e-2)
-	t.Logf("conv net: loss %.4g -> %.4g (%.0fx)", first, last, first/last)
-	if last*100 > first {
-		t.Errorf("loss fell only from %.4g to %.4g", first, last)
-	}
+	fitBy(t, "conv net", 100, p, m.forward, x, target, 300, 2e-2)
 }
 
 func TestTrainTinyTransformer(t *testing.T) {
@@ -123,11 +117,7 @@ func TestTrainTinyTransformer(t *testing.T) {
 	target := teacherTarget(newTinyTransformer(NewParams(rng.New(201)), 8, 32, 4).forward, x)
 	p := NewParams(rng.New(2))
 	m := newTinyTransformer(p, 8, 32, 4)
-	first, last := fit(p, m.forward, x, target, 300, 1e-2)
-	t.Logf("transformer: loss %.4g -> %.4g (%.0fx)", first, last, first/last)
-	if last*100 > first {
-		t.Errorf("loss fell only from %.4g to %.4g", first, last)
-	}
+	fitBy(t, "transformer", 100, p, m.forward, x, target, 300, 1e-2)
 }
 
 // TestTrainLoRAOnly fine-tunes only adapters on the frozen transformer
@@ -154,11 +144,7 @@ func TestTrainLoRAOnly(t *testing.T) {
 	}
 	p.SetTrainable(IsLoRA)
 	base := m.blk.q.Weight.Clone()
-	first, last := fit(p, m.forward, x, target, 200, 1e-2)
-	t.Logf("LoRA only: loss %.4g -> %.4g (%.0fx)", first, last, first/last)
-	if last*20 > first {
-		t.Errorf("loss fell only from %.4g to %.4g", first, last)
-	}
+	fitBy(t, "LoRA only", 20, p, m.forward, x, target, 200, 1e-2)
 	if maxAbsDiff(base.Data, m.blk.q.Weight.Data) != 0 {
 		t.Error("the frozen base weight changed")
 	}

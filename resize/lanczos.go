@@ -13,8 +13,7 @@ const lanczosSupport = 3
 // to 1, so a constant image stays constant. Weights are computed in
 // float64; values may overshoot [0, 1] and are not clamped.
 func Lanczos(src []float32, w, h, ow, oh int) []float32 {
-	checkPlane("Lanczos", src, w, h, ow, oh)
-	return separable(src, w, h, lanczosTaps(w, ow), lanczosTaps(h, oh))
+	return resample("Lanczos", lanczosTaps, src, w, h, ow, oh)
 }
 
 func lanczos3(x float64) float64 {
@@ -29,9 +28,6 @@ func lanczos3(x float64) float64 {
 }
 
 func lanczosTaps(in, out int) *taps {
-	if in == out {
-		return nil
-	}
 	scale := float64(in) / float64(out)
 	fs := max(scale, 1)
 	support := lanczosSupport * fs

@@ -54,6 +54,33 @@ func round8(v float32) int {
 	return int(min(255, max(0, math.Round(float64(v)))))
 }
 
+// vsMatlab resizes the planes of the RGB PNG name by scale with
+// MatlabImresize and compares them with MATLAB's output in the PNG ref:
+// the number of values, and of those within 1/255 and identical after
+// rounding to 8 bits.
+func vsMatlab(t *testing.T, name, ref string, scale float64) (total, within, exact int) {
+	t.Helper()
+	in, w, h := readRGB8(t, name)
+	want, rw, rh := readRGB8(t, ref)
+	for c := range 3 {
+		out, ow, oh := MatlabImresize(in[c], w, h, scale)
+		if ow != rw || oh != rh {
+			t.Fatalf("%s: output %dx%d, MATLAB %dx%d", name, ow, oh, rw, rh)
+		}
+		for i, v := range out {
+			d := round8(v) - int(want[c][i])
+			total++
+			if d == 0 {
+				exact++
+			}
+			if d >= -1 && d <= 1 {
+				within++
+			}
+		}
+	}
+	return total, within, exact
+}
+
 // TestMatlabBicubicClassic upscales the LR PNGs of Set5 and Set14 x4 and
 // compares with MATLAB's x4 bicubic outputs: at least 99% of values must be
 // within 1/255. They are not closer because bicubic/ was made from the
@@ -69,24 +96,8 @@ func TestMatlabBicubicClassic(t *testing.T) {
 		}
 		var total, within, exact int
 		for _, name := range names {
-			lr, w, h := readRGB8(t, name)
-			ref, rw, rh := readRGB8(t, filepath.Join(classicDir, set, "bicubic", filepath.Base(name)))
-			for c := range 3 {
-				out, ow, oh := MatlabImresize(lr[c], w, h, 4)
-				if ow != rw || oh != rh {
-					t.Fatalf("%s: output %dx%d, MATLAB %dx%d", name, ow, oh, rw, rh)
-				}
-				for i, v := range out {
-					d := round8(v) - int(ref[c][i])
-					total++
-					if d == 0 {
-						exact++
-					}
-					if d >= -1 && d <= 1 {
-						within++
-					}
-				}
-			}
+			n, wi, ex := vsMatlab(t, name, filepath.Join(classicDir, set, "bicubic", filepath.Base(name)), 4)
+			total, within, exact = total+n, within+wi, exact+ex
 		}
 		fw, fe := float64(within)/float64(total), float64(exact)/float64(total)
 		t.Logf("%s: %d values, %.4f%% within 1/255, %.4f%% identical", set, total, 100*fw, 100*fe)
@@ -105,21 +116,8 @@ func TestMatlabDownscaleMatchesLR(t *testing.T) {
 	}
 	var total, within int
 	for _, name := range names {
-		hr, w, h := readRGB8(t, name)
-		ref, rw, rh := readRGB8(t, filepath.Join(classicDir, "set5", "LR", filepath.Base(name)))
-		for c := range 3 {
-			out, ow, oh := MatlabImresize(hr[c], w, h, 0.25)
-			if ow != rw || oh != rh {
-				t.Fatalf("%s: output %dx%d, MATLAB %dx%d", name, ow, oh, rw, rh)
-			}
-			for i, v := range out {
-				d := round8(v) - int(ref[c][i])
-				total++
-				if d >= -1 && d <= 1 {
-					within++
-				}
-			}
-		}
+		n, wi, _ := vsMatlab(t, name, filepath.Join(classicDir, "set5", "LR", filepath.Base(name)), 0.25)
+		total, within = total+n, within+wi
 	}
 	if f := float64(within) / float64(total); f < 0.99 {
 		t.Errorf("only %.3f%% of values within 1/255 of MATLAB's LR", 100*f)

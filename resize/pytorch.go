@@ -21,18 +21,13 @@ const cubicA = -0.75
 // downscaling aliases, as in PyTorch. Values may overshoot [0, 1] and are
 // not clamped.
 func Bicubic(src []float32, w, h, ow, oh int) []float32 {
-	checkPlane("Bicubic", src, w, h, ow, oh)
-	return separable(src, w, h, bicubicTaps(w, ow), bicubicTaps(h, oh))
+	return resample("Bicubic", bicubicTaps, src, w, h, ow, oh)
 }
 
 // bicubicTaps follows upsample_bicubic2d: area_pixel_compute_source_index
 // with cubic=true (no clamp at 0), guard_index_and_lambda, and
-// get_cubic_upsample_coefficients. It returns nil when in == out, where
-// PyTorch copies.
+// get_cubic_upsample_coefficients.
 func bicubicTaps(in, out int) *taps {
-	if in == out {
-		return nil
-	}
 	t := newTaps(out, 4)
 	scale := float32(in) / float32(out)
 	for o := range out {
@@ -79,14 +74,10 @@ func cubic2(x float32) float32 {
 // source coordinate max((o+0.5)*in/out - 0.5, 0), two taps floor(x) and
 // floor(x)+1 (the latter clamped to the last pixel), weights 1-f and f.
 func Bilinear(src []float32, w, h, ow, oh int) []float32 {
-	checkPlane("Bilinear", src, w, h, ow, oh)
-	return separable(src, w, h, bilinearTaps(w, ow), bilinearTaps(h, oh))
+	return resample("Bilinear", bilinearTaps, src, w, h, ow, oh)
 }
 
 func bilinearTaps(in, out int) *taps {
-	if in == out {
-		return nil
-	}
 	t := newTaps(out, 2)
 	scale := float32(in) / float32(out)
 	for o := range out {
@@ -108,14 +99,10 @@ func bilinearTaps(in, out int) *taps {
 // is the mean of k x k blocks; for upscaling the windows hold one or two
 // pixels (adaptive pooling, not nearest neighbour).
 func Area(src []float32, w, h, ow, oh int) []float32 {
-	checkPlane("Area", src, w, h, ow, oh)
-	return separable(src, w, h, areaTaps(w, ow), areaTaps(h, oh))
+	return resample("Area", areaTaps, src, w, h, ow, oh)
 }
 
 func areaTaps(in, out int) *taps {
-	if in == out {
-		return nil
-	}
 	n := 0
 	for o := range out {
 		n = max(n, ((o+1)*in+out-1)/out-o*in/out)

@@ -128,6 +128,22 @@ func passV(src []float32, w, h int, t *taps) []float32 {
 	return dst
 }
 
+// resample is a plane Func built from the taps axisTaps(in, out) gives an
+// axis: it checks the plane (name is the panic's), then applies the taps
+// along rows, then columns. An axis that keeps its size is copied
+// unchanged (PyTorch, too, copies there), without taps.
+func resample(name string, axisTaps func(in, out int) *taps, src []float32, w, h, ow, oh int) []float32 {
+	checkPlane(name, src, w, h, ow, oh)
+	var tx, ty *taps
+	if ow != w {
+		tx = axisTaps(w, ow)
+	}
+	if oh != h {
+		ty = axisTaps(h, oh)
+	}
+	return separable(src, w, h, tx, ty)
+}
+
 // separable applies tx along rows then ty along columns; a nil taps means
 // that axis keeps its size and is copied unchanged.
 func separable(src []float32, w, h int, tx, ty *taps) []float32 {

@@ -20,6 +20,16 @@ import (
 // loopback port until the test ends.
 func serveLoopback(t *testing.T, s *Server) string {
 	t.Helper()
+	addr, stop, done := serve(t, s)
+	t.Cleanup(func() { stop(); <-done })
+	return addr
+}
+
+// serve starts s's Serve on a loopback port and returns its address, the
+// cancel of Serve's context, and the channel that receives what Serve
+// returns.
+func serve(t *testing.T, s *Server) (addr string, stop context.CancelFunc, served <-chan error) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -27,8 +37,7 @@ func serveLoopback(t *testing.T, s *Server) string {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() { stop(); <-done })
-	return ln.Addr().String()
+	return ln.Addr().String(), stop, done
 }
 
 // startUpload opens a connection and sends the headers of a declared

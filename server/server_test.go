@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -403,16 +402,10 @@ func TestProbesModelsMetricsPage(t *testing.T) {
 func TestShutdownFinishesRunningJobs(t *testing.T) {
 	g := newGate()
 	s, _ := newServer(t, Config{Upscaler: g})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, ln) }()
+	addr, stop, served := serve(t, s)
 	codes := make(chan int, 1)
 	go func() {
-		resp, err := http.Post("http://"+ln.Addr().String()+"/v1/upscale", "image/png", bytes.NewReader(encode(t, noiseImage(8, 8, 9), "png")))
+		resp, err := http.Post("http://"+addr+"/v1/upscale", "image/png", bytes.NewReader(encode(t, noiseImage(8, 8, 9), "png")))
 		if err != nil {
 			codes <- 0
 			return

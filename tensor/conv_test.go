@@ -11,20 +11,18 @@ import (
 	"tsdsr/tensor/tensortest"
 )
 
-// naiveConv is the textbook float64 convolution, the reference for Conv2d.
-func naiveConv(x, w, b *tensor.Tensor, s, p int) (out []float64, ho, wo int) {
+// convTaps calls f with the flat indices into the output, x and w of every
+// product the convolution of x and w (stride s, padding p, output ho x wo)
+// sums, in the order of output element, then input channel, kernel row and
+// kernel column.
+func convTaps(x, w *tensor.Tensor, s, p, ho, wo int, f func(oi, xi, wi int)) {
 	n, cin, h, wd := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
 	cout, kh, kw := w.Shape[0], w.Shape[2], w.Shape[3]
-	ho, wo = (h+2*p-kh)/s+1, (wd+2*p-kw)/s+1
-	out = make([]float64, n*cout*ho*wo)
 	for in := range n {
 		for co := range cout {
 			for oh := range ho {
 				for ow := range wo {
-					var acc float64
-					if b != nil {
-						acc = float64(b.Data[co])
-					}
+					oi := ((in*cout+co)*ho+oh)*wo + ow
 					for c := range cin {
 						for ki := range kh {
 							for kj := range kw {
@@ -32,46 +30,40 @@ func naiveConv(x, w, b *tensor.Tensor, s, p int) (out []float64, ho, wo int) {
 								if ih < 0 || ih >= h || iw < 0 || iw >= wd {
 									continue
 								}
-								acc += float64(x.Data[((in*cin+c)*h+ih)*wd+iw]) * float64(w.Data[((co*cin+c)*kh+ki)*kw+kj])
+								f(oi, ((in*cin+c)*h+ih)*wd+iw, ((co*cin+c)*kh+ki)*kw+kj)
 							}
 						}
 					}
-					out[((in*cout+co)*ho+oh)*wo+ow] = acc
 				}
 			}
 		}
 	}
+}
+
+// naiveConv is the textbook float64 convolution, the reference for Conv2d.
+func naiveConv(x, w, b *tensor.Tensor, s, p int) (out []float64, ho, wo int) {
+	h, wd, cout, kh, kw := x.Shape[2], x.Shape[3], w.Shape[0], w.Shape[2], w.Shape[3]
+	ho, wo = (h+2*p-kh)/s+1, (wd+2*p-kw)/s+1
+	out = make([]float64, x.Shape[0]*cout*ho*wo)
+	if b != nil {
+		for i := range out {
+			out[i] = float64(b.Data[i/(ho*wo)%cout])
+		}
+	}
+	convTaps(x, w, s, p, ho, wo, func(oi, xi, wi int) {
+		out[oi] += float64(x.Data[xi]) * float64(w.Data[wi])
+	})
 	return out, ho, wo
 }
 
 // naiveConvGrad returns dx and dw of sum(conv(x, w) * g) in float64.
 func naiveConvGrad(x, w, g *tensor.Tensor, s, p int) (dx, dw []float64) {
-	n, cin, h, wd := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
-	cout, kh, kw := w.Shape[0], w.Shape[2], w.Shape[3]
-	ho, wo := g.Shape[2], g.Shape[3]
 	dx, dw = make([]float64, len(x.Data)), make([]float64, len(w.Data))
-	for in := range n {
-		for co := range cout {
-			for oh := range ho {
-				for ow := range wo {
-					gv := float64(g.Data[((in*cout+co)*ho+oh)*wo+ow])
-					for c := range cin {
-						for ki := range kh {
-							for kj := range kw {
-								ih, iw := oh*s-p+ki, ow*s-p+kj
-								if ih < 0 || ih >= h || iw < 0 || iw >= wd {
-									continue
-								}
-								xi, wi := ((in*cin+c)*h+ih)*wd+iw, ((co*cin+c)*kh+ki)*kw+kj
-								dx[xi] += gv * float64(w.Data[wi])
-								dw[wi] += gv * float64(x.Data[xi])
-							}
-						}
-					}
-				}
-			}
-		}
-	}
+	convTaps(x, w, s, p, g.Shape[2], g.Shape[3], func(oi, xi, wi int) {
+		gv := float64(g.Data[oi])
+		dx[xi] += gv * float64(w.Data[wi])
+		dw[wi] += gv * float64(x.Data[xi])
+	})
 	return dx, dw
 }
 

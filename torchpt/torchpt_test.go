@@ -149,40 +149,36 @@ func (p *pickler) save(v any) {
 		p.b.WriteByte('R')
 		p.put("")
 	case dictOf:
-		p.b.WriteByte('}')
-		p.put("")
-		if len(v) > 1 {
-			p.b.WriteByte('(')
-		}
-		for _, e := range v {
-			p.str(e.k)
-			p.save(e.v)
-		}
-		switch {
-		case len(v) > 1:
-			p.b.WriteByte('u')
-		case len(v) == 1:
-			p.b.WriteByte('s')
-		}
+		p.container('}', 'u', 's', len(v), func(i int) {
+			p.str(v[i].k)
+			p.save(v[i].v)
+		})
 	case listOf:
-		p.b.WriteByte(']')
-		p.put("")
-		if len(v) > 1 {
-			p.b.WriteByte('(')
-		}
-		for _, e := range v {
-			p.save(e)
-		}
-		switch {
-		case len(v) > 1:
-			p.b.WriteByte('e')
-		case len(v) == 1:
-			p.b.WriteByte('a')
-		}
+		p.container(']', 'e', 'a', len(v), func(i int) { p.save(v[i]) })
 	case int:
 		p.int(v)
 	default:
 		panic(fmt.Sprintf("pickler: %T", v))
+	}
+}
+
+// container writes the opcode empty (an empty dict or list, memoised),
+// then the n items by item, then the opcode that adds them: many after a
+// MARK when n > 1, one when n == 1.
+func (p *pickler) container(empty, many, one byte, n int, item func(i int)) {
+	p.b.WriteByte(empty)
+	p.put("")
+	if n > 1 {
+		p.b.WriteByte('(')
+	}
+	for i := range n {
+		item(i)
+	}
+	switch {
+	case n > 1:
+		p.b.WriteByte(many)
+	case n == 1:
+		p.b.WriteByte(one)
 	}
 }
 

@@ -1,10 +1,7 @@
 package train
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"os"
 	"testing"
 
 	"tsdsr/model/mmdit"
@@ -74,23 +71,9 @@ func TestMMDiTPriorResumeIsExact(t *testing.T) {
 		o.EvalEvery = 3
 		return TrainPrior(ctx, run, m.Velocity, p, data, x, o)
 	}
-	straight, split := t.TempDir(), t.TempDir()
-	if err := trainTiny(straight, false, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := trainTiny(split, false, 4); !errors.Is(err, context.Canceled) {
-		t.Fatalf("interrupted run: %v", err)
-	}
+	straight, split := straightAndSplit(t, 4, trainTiny)
 	if err := trainTiny(split, true, 0); err != nil {
 		t.Fatal(err)
 	}
-	for _, part := range []string{"model", "optimizer", "ema"} {
-		a, _ := LatestPart(straight, part)
-		b, _ := LatestPart(split, part)
-		ba, _ := os.ReadFile(a)
-		bb, _ := os.ReadFile(b)
-		if len(ba) == 0 || !bytes.Equal(ba, bb) {
-			t.Errorf("%s: 8 steps and 4 + resume + 4 differ", part)
-		}
-	}
+	sameLatestParts(t, straight, split, "8 steps and 4 + resume + 4 differ")
 }

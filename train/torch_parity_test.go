@@ -336,6 +336,18 @@ func TestTorchParityScriptCheckpointLoads(t *testing.T) {
 	}
 }
 
+// scriptVelocity checks m's velocity at the golden's prefix_x and prefix_t
+// against the velocity prefix_v the script computed, to 1e-5 relative error.
+func scriptVelocity(t *testing.T, g golden, m *mmdit.Model, prefix, what string) {
+	t.Helper()
+	defer tensor.NoGrad()()
+	if e := relErr(t, m.Velocity(g.tensor(prefix+"_x"), g.tensor(prefix+"_t").Data), g.tensor(prefix+"_v")); e > 1e-5 {
+		t.Errorf("%s: the script's velocity differs from Go's by %.3g > 1e-5", what, e)
+	} else {
+		t.Logf("%s: relative error %.3g", what, e)
+	}
+}
+
 func TestTorchParityGoCheckpointInScript(t *testing.T) {
 	g := loadGolden(t)
 	path := filepath.Join(torchDir, "go.safetensors")
@@ -354,12 +366,7 @@ func TestTorchParityGoCheckpointInScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tensor.NoGrad()()
-	if e := relErr(t, m.Velocity(g.tensor("go_x"), g.tensor("go_t").Data), g.tensor("go_v")); e > 1e-5 {
-		t.Errorf("Go-written checkpoint: the script's velocity differs from Go's by %.3g > 1e-5", e)
-	} else {
-		t.Logf("Go-written checkpoint: relative error %.3g", e)
-	}
+	scriptVelocity(t, g, m, "go", "Go-written checkpoint")
 }
 
 func TestTorchParityShippedStudent(t *testing.T) {
@@ -378,12 +385,7 @@ func TestTorchParityShippedStudent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tensor.NoGrad()()
-	if e := relErr(t, m.Velocity(g.tensor("ship_x"), g.tensor("ship_t").Data), g.tensor("ship_v")); e > 1e-5 {
-		t.Errorf("shipped student: relative error %.3g > 1e-5", e)
-	} else {
-		t.Logf("shipped student: relative error %.3g", e)
-	}
+	scriptVelocity(t, g, m, "ship", "shipped student")
 }
 
 func TestTorchParityTAESDEncoder(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"tsdsr/nn"
 	"tsdsr/rng"
+	"tsdsr/safetensors"
 	"tsdsr/tensor"
 )
 
@@ -150,14 +151,44 @@ func trainTo(t *testing.T, dir string, resume bool, steps, stopAt int) error {
 	return TrainPrior(ctx, run, m.velocity, p, data, x, o)
 }
 
-func TestPriorResumeIsExact(t *testing.T) {
-	straight, split := t.TempDir(), t.TempDir()
-	if err := trainTo(t, straight, false, 20, 0); err != nil {
+// sameLatestParts checks that the newest checkpoint files of the model,
+// optimizer and ema parts of runs a and b are non-empty and byte-identical,
+// reporting "part: differ" for each that is not.
+func sameLatestParts(t *testing.T, a, b, differ string) {
+	t.Helper()
+	for _, part := range []string{"model", "optimizer", "ema"} {
+		pa, _ := LatestPart(a, part)
+		pb, _ := LatestPart(b, part)
+		ba, _ := os.ReadFile(pa)
+		bb, _ := os.ReadFile(pb)
+		if len(ba) == 0 || !bytes.Equal(ba, bb) {
+			t.Errorf("%s: %s", part, differ)
+		}
+	}
+}
+
+// straightAndSplit runs train in two new directories: straight, to the
+// end, and split, interrupted once stopAt batches have been drawn (the
+// run must return context.Canceled).
+func straightAndSplit(t *testing.T, stopAt int, train func(dir string, resume bool, stopAt int) error) (straight, split string) {
+	t.Helper()
+	straight, split = t.TempDir(), t.TempDir()
+	if err := train(straight, false, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := trainTo(t, split, false, 20, 10); !errors.Is(err, context.Canceled) {
+	if err := train(split, false, stopAt); !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted run returned %v, want context.Canceled", err)
 	}
+	return straight, split
+}
+
+// trainTo20 is trainTo for runs of 20 steps.
+func trainTo20(t *testing.T) func(dir string, resume bool, stopAt int) error {
+	return func(dir string, resume bool, stopAt int) error { return trainTo(t, dir, resume, 20, stopAt) }
+}
+
+func TestPriorResumeIsExact(t *testing.T) {
+	straight, split := straightAndSplit(t, 10, trainTo20(t))
 	st, err := ReadState(split)
 	if err != nil || st.Step != 10 {
 		t.Fatalf("interrupted run's checkpoint: step %d, %v", st.Step, err)
@@ -233,5 +264,262 @@ func TestOpenGuards(t *testing.T) {
 	defer run.Close()
 	if _, err := run.Restore(); err == nil || !strings.Contains(err.Error(), "differ") {
 		t.Errorf("resuming with other settings: %v", err)
+	}
+}
+
+func checkpointNames(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, _ := os.ReadDir(filepath.Join(dir, "checkpoints"))
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// TestResumeWithoutStateJSON: with the run's state.json gone, --resume
+// used to start over and delete every checkpoint. It must resume from the
+// newest checkpoint's own record (exactly, as from state.json), keep a
+// checkpoint that is not this run's, and refuse when no checkpoint has a
+// record.
+func TestResumeWithoutStateJSON(t *testing.T) {
+	straight, split := straightAndSplit(t, 15, trainTo20(t))
+	// Checkpoints at 7 and 14 (SaveEvery 7) and 15 (the interruption).
+	if err := os.Remove(filepath.Join(split, stateFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Options{Dir: split, Seed: 5, Config: map[string]any{"steps": 20}}); err == nil {
+		t.Error("a fresh start was allowed beside existing checkpoints")
+	}
+	// A checkpoint of another recipe, in the way of nothing.
+	foreign := filepath.Join(split, "checkpoints", "step-00000003")
+	os.MkdirAll(foreign, 0o755)
+	os.WriteFile(filepath.Join(foreign, stateFile), []byte(`{"step": 3, "seed": 1, "config": {"other": true}}`), 0o644)
+	if err := trainTo(t, split, true, 20, 0); err != nil {
+		t.Fatal(err)
+	}
+	sameLatestParts(t, straight, split, "resuming from the checkpoint's own record is not exact")
+	if got := strings.Join(checkpointNames(t, split), " "); got != "step-00000003 step-00000015 step-00000020" {
+		t.Errorf("checkpoints after the resume: %s", got)
+	}
+
+	// Checkpoint folders, none with a record: refuse, delete nothing.
+	bare := t.TempDir()
+	os.MkdirAll(filepath.Join(bare, "checkpoints", "step-00000007"), 0o755)
+	os.WriteFile(filepath.Join(bare, "checkpoints", "step-00000007", "model.safetensors"), []byte("weights"), 0o644)
+	run, err := Open(Options{Dir: bare, Seed: 5, Resume: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run.Close()
+	if _, err := run.Restore(); err == nil || !strings.Contains(err.Error(), "refusing") {
+		t.Errorf("checkpoints without records: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(bare, "checkpoints", "step-00000007", "model.safetensors")); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestResumeRefusesChangedFile: a part file that differs from the SHA-256
+// its state recorded is refused.
+func TestResumeRefusesChangedFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := trainTo(t, dir, false, 7, 0); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadState(dir)
+	if err != nil || len(st.SHA256) != 3 {
+		t.Fatalf("state records %d checksums, %v", len(st.SHA256), err)
+	}
+	path, _ := LatestPart(dir, "ema")
+	b, _ := os.ReadFile(path)
+	b[len(b)-1] ^= 1 // one bit of one weight: still a valid file
+	os.WriteFile(path, b, 0o644)
+	_, p := newStandIn(11, 4, 16)
+	run, err := Open(Options{Dir: dir, Seed: 5, Resume: true, Config: map[string]any{"steps": 7}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run.Close()
+	run.Add("model", Weights(p))
+	run.Add("optimizer", nn.NewAdamW(p.List(), nn.AdamWConfig{}))
+	run.Add("ema", nn.NewEMA(p.List(), 0.9))
+	if _, err := run.Restore(); err == nil || !strings.Contains(err.Error(), "SHA-256") {
+		t.Errorf("resume from a changed file: %v", err)
+	}
+}
+
+// TestResumeRefusesNonFinite: a checkpoint whose weights hold NaN used to
+// resume "successfully" into skipped steps; it is refused at load.
+func TestResumeRefusesNonFinite(t *testing.T) {
+	dir := t.TempDir()
+	_, p := newStandIn(1, 4, 8)
+	p.List()[0].T.Data[2] = float32(math.NaN())
+	run, err := Open(Options{Dir: dir, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run.Add("model", Weights(p))
+	if err := run.Save(4); err != nil {
+		t.Fatal(err)
+	}
+	run.Close()
+	_, q := newStandIn(2, 4, 8)
+	run, err = Open(Options{Dir: dir, Seed: 1, Resume: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run.Close()
+	run.Add("model", Weights(q))
+	if _, err := run.Restore(); err == nil || !strings.Contains(err.Error(), "non-finite") {
+		t.Errorf("resume from NaN weights: %v", err)
+	}
+}
+
+// TestLoopStopsOnNonFiniteSteps: five non-finite steps in a row stop the
+// run with an error and no checkpoint; isolated ones do not.
+func TestLoopStopsOnNonFiniteSteps(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		metrics func(s int) Metrics
+		stopAt  int // 0: runs to the end
+	}{
+		{"nan loss", func(int) Metrics { return Metrics{"loss": math.NaN()} }, 5},
+		{"skipped", func(int) Metrics { return Metrics{"loss": 1, "skipped": 1} }, 5},
+		{"inf gradient after 3 good", func(s int) Metrics {
+			if s < 3 {
+				return Metrics{"loss": 1, "grad_norm": 1}
+			}
+			return Metrics{"loss": 1, "grad_norm": math.Inf(1)}
+		}, 8},
+		{"every other step", func(s int) Metrics { return Metrics{"loss": []float64{1, math.NaN()}[s%2]} }, 0},
+	} {
+		dir := t.TempDir()
+		run, err := Open(Options{Dir: dir, Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := run.Restore(); err != nil {
+			t.Fatal(err)
+		}
+		steps := 0
+		err = run.Loop(context.Background(), Loop{Steps: 12, Step: func(s int, _ *rng.Rand) (Metrics, int, error) {
+			steps++
+			return c.metrics(s), 1, nil
+		}})
+		run.Close()
+		if c.stopAt == 0 {
+			if err != nil || steps != 12 {
+				t.Errorf("%s: %v after %d steps", c.name, err, steps)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "non-finite") || steps != c.stopAt {
+			t.Errorf("%s: %v after %d steps, want an error after %d", c.name, err, steps, c.stopAt)
+		}
+		if _, err := os.Stat(filepath.Join(dir, stateFile)); err == nil {
+			t.Errorf("%s: a checkpoint was saved", c.name)
+		}
+	}
+}
+
+func sameWeights(t *testing.T, what string, a, b []nn.Param) {
+	t.Helper()
+	if len(a) != len(b) {
+		t.Fatalf("%s: %d vs %d parameters", what, len(a), len(b))
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name {
+			t.Fatalf("%s: parameter %d is %s vs %s", what, i, a[i].Name, b[i].Name)
+		}
+		for j, v := range a[i].T.Data {
+			if v != b[i].T.Data[j] {
+				t.Fatalf("%s: %s[%d] = %v vs %v", what, a[i].Name, j, v, b[i].T.Data[j])
+			}
+		}
+	}
+}
+
+// TestLoadPrior loads a prior from each layout LoadPrior accepts: a training
+// run directory (config.json + the latest checkpoint's part), one of its
+// checkpoint files, a diffusers-style directory, a folder of published
+// weights and a self-describing file.
+func TestLoadPrior(t *testing.T) {
+	prior, p := tinyMMDiT(t, 2)
+	r := rng.New(3)
+	for _, q := range p.List() {
+		r.FillNormal(q.T.Data, 0, 0.1)
+	}
+	dir := t.TempDir()
+	run, err := Open(Options{Dir: dir, Config: "prior"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run.Add("model", Weights(prior.Params))
+	if _, err := run.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.WriteJSON("config.json", prior.Config); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Save(3); err != nil {
+		t.Fatal(err)
+	}
+	run.Close()
+	checkpoint, _ := LatestPart(dir, "model")
+
+	diffusers := t.TempDir()
+	if err := prior.Params.Save(filepath.Join(diffusers, "diffusion_pytorch_model.safetensors"), safetensors.F32, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := `{"_class_name": "SD3Transformer2DModel", "sample_size": 8, "patch_size": 2, "in_channels": 16, "num_layers": 1,
+		"attention_head_dim": 16, "num_attention_heads": 2, "joint_attention_dim": 32, "caption_projection_dim": 32,
+		"pooled_projection_dim": 32, "out_channels": 16, "pos_embed_max_size": 16, "context_tokens": 4}`
+	if err := WriteFileAtomic(filepath.Join(diffusers, "config.json"), []byte(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	published := t.TempDir()
+	if err := prior.Params.Save(filepath.Join(published, "ema.safetensors"), safetensors.F32, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileAtomic(filepath.Join(published, "config.json"), []byte(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	self := filepath.Join(t.TempDir(), "student.safetensors")
+	if err := prior.Save(self, safetensors.F32, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range []struct{ path, weights string }{
+		{dir, checkpoint}, // no "ema" part: the model weights
+		{checkpoint, checkpoint},
+		{diffusers, diffusers},
+		{published, filepath.Join(published, "ema.safetensors")},
+		{self, self},
+	} {
+		got, weights, err := LoadPrior(c.path, "ema")
+		if err != nil {
+			t.Fatalf("%s: %v", c.path, err)
+		}
+		if weights != c.weights || got.Config != prior.Config {
+			t.Errorf("%s: read %s (want %s), config %+v", c.path, weights, c.weights, got.Config)
+		}
+		sameWeights(t, c.path, prior.Params.List(), got.Params.List())
+		if len(got.Params.Trainable()) != 0 {
+			t.Errorf("%s: the prior is not frozen", c.path)
+		}
+	}
+	if _, _, err := LoadPrior(t.TempDir(), "ema"); err == nil || !strings.Contains(err.Error(), "no weights") {
+		t.Errorf("empty directory: %v", err)
+	}
+	bare := filepath.Join(t.TempDir(), "a", "b", "w.safetensors")
+	if err := os.MkdirAll(filepath.Dir(bare), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := prior.Params.Save(bare, safetensors.F32, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadPrior(bare, "ema"); err == nil || !strings.Contains(err.Error(), "config") {
+		t.Errorf("weights without any config: %v", err)
 	}
 }

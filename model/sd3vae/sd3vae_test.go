@@ -122,16 +122,19 @@ func randLatent(seed uint64, shape ...int) *tensor.Tensor {
 
 func mustEncode(t testing.TB, v *VAE, x *tensor.Tensor) *tensor.Tensor {
 	t.Helper()
-	z, err := v.Encode(context.Background(), x)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return z
+	return mustRun(t, v.Encode, x)
 }
 
 func mustDecode(t testing.TB, v *VAE, z *tensor.Tensor) *tensor.Tensor {
 	t.Helper()
-	y, err := v.Decode(context.Background(), z)
+	return mustRun(t, v.Decode, z)
+}
+
+// mustRun is f(x) (Encode or Decode) in the background context; an error
+// fails the test.
+func mustRun(t testing.TB, f func(context.Context, *tensor.Tensor) (*tensor.Tensor, error), x *tensor.Tensor) *tensor.Tensor {
+	t.Helper()
+	y, err := f(context.Background(), x)
 	if err != nil {
 		t.Fatal(err)
 	}
