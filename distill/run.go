@@ -126,7 +126,7 @@ func Run(ctx context.Context, o RunOptions) (Result, error) {
 		fmt.Fprintf(o.Progress, "distill: %s; %dx%d HR -> %dx%d LR, batch %d, run in %s\n",
 			tr.Describe(), o.Size, o.Size, o.Size/4, o.Size/4, o.Batch, o.Dir)
 	}
-	step := func(s int, r *rng.Rand) (train.Metrics, int, error) {
+	step := func(s int, r *rng.Rand) (train.Scalars, int, error) {
 		b, err := loader.Next()
 		if err != nil {
 			return nil, 0, err
@@ -137,11 +137,11 @@ func Run(ctx context.Context, o RunOptions) (Result, error) {
 		m, err := tr.Step(EncodeBatch(enc, b), r)
 		return m, b.N, err
 	}
-	var snapshot func(int) (train.Metrics, error)
+	var snapshot func(int) (train.Scalars, error)
 	if o.SnapshotEvery > 0 {
-		snapshot = func(s int) (train.Metrics, error) {
+		snapshot = func(s int) (train.Scalars, error) {
 			// Recorded in metrics.jsonl, so the log says which steps have one.
-			return train.Metrics{"snapshot": 1}, saveSnapshot(filepath.Join(o.Dir, "students", fmt.Sprintf("step-%08d.safetensors", s)), tr)
+			return train.Scalars{"snapshot": 1}, saveSnapshot(filepath.Join(o.Dir, "students", fmt.Sprintf("step-%08d.safetensors", s)), tr)
 		}
 	}
 	shown := []string{"loss", "mse", "tsd", "pix", "fake"}
@@ -155,7 +155,7 @@ func Run(ctx context.Context, o RunOptions) (Result, error) {
 	if o.Config.WAdv > 0 {
 		cols = append(slices.Clone(cols), AdvColumns...)
 	}
-	if err := train.WriteMetricsCSV(filepath.Join(o.Dir, "metrics.jsonl"), filepath.Join(o.Dir, "loss.csv"), cols); err != nil {
+	if err := train.WriteLogCSV(filepath.Join(o.Dir, "metrics.jsonl"), filepath.Join(o.Dir, "loss.csv"), cols); err != nil {
 		return res, err
 	}
 	res.Student = filepath.Join(o.Dir, "student.safetensors")

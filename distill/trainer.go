@@ -137,13 +137,13 @@ type Batch struct {
 // The fake score trains on the outputs of this step's student, before its
 // update (as the official code does). An optimiser whose gradient norm is
 // not finite skips its update.
-func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Metrics, error) {
+func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Scalars, error) {
 	cfg := t.Config
 	n := b.ZL.Shape[0]
 	if !tensor.SameShape(b.ZL.Shape, b.ZH.Shape) {
 		return nil, fmt.Errorf("distill: LR latents %v, HR latents %v", b.ZL.Shape, b.ZH.Shape)
 	}
-	m := train.Metrics{}
+	m := train.Scalars{}
 
 	zHat := flow.OneStep(t.Student.Velocity, b.ZL) // [N, 16, h, w], records the student's graph
 	mse := tensor.MSE(zHat, b.ZH)

@@ -74,7 +74,7 @@ func runTiny(t *testing.T, dir string, cfg Config, upto int, resume bool) *Train
 	if _, err := run.Restore(); err != nil {
 		t.Fatal(err)
 	}
-	err = run.Loop(context.Background(), train.Loop{Steps: upto, Step: func(s int, r *rng.Rand) (train.Metrics, int, error) {
+	err = run.Loop(context.Background(), train.Loop{Steps: upto, Step: func(s int, r *rng.Rand) (train.Scalars, int, error) {
 		m, err := tr.Step(tinyBatch(s), r)
 		return m, 2, err
 	}})

@@ -5,7 +5,7 @@
 // half the size, and tsdsr computes in float32 either way. Run from the
 // repository root:
 //
-//	go run scripts/tobf16.go out/run/student.safetensors models/weights/NAME.safetensors
+//	go run scripts/tobf16.go out/run/student.safetensors catalog/weights/NAME.safetensors
 package main
 
 import (

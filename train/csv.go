@@ -6,13 +6,13 @@ import (
 	"strconv"
 )
 
-// WriteMetricsCSV writes the rows of a metrics.jsonl file as CSV with the
+// WriteLogCSV writes the rows of a metrics.jsonl file as CSV with the
 // given columns, in order (a cell is empty where a row has no such value;
 // a row with none of the columns after the first, such as an evaluation's
 // when the columns are the training losses, is left out), atomically: a
 // spreadsheet-friendly copy of the training log.
-func WriteMetricsCSV(metricsPath, csvPath string, columns []string) error {
-	rows, err := ReadMetrics(metricsPath)
+func WriteLogCSV(metricsPath, csvPath string, columns []string) error {
+	rows, err := ReadLog(metricsPath)
 	if err != nil {
 		return err
 	}

@@ -29,10 +29,10 @@ type Loop struct {
 
 	// Step runs optimiser step s (0-based), drawing every random number from
 	// r, and returns its metrics and the number of training samples it used.
-	Step func(s int, r *rng.Rand) (Metrics, int, error)
+	Step func(s int, r *rng.Rand) (Scalars, int, error)
 	// Eval, when set, measures the model after step optimiser steps; it must
 	// leave the training state as it found it.
-	Eval func(step int) (Metrics, error)
+	Eval func(step int) (Scalars, error)
 
 	Progress io.Writer // progress bar destination (nil: no bar)
 	Show     []string  // metrics shown on the bar (default "loss")
@@ -84,7 +84,7 @@ func (r *Run) Loop(ctx context.Context, l Loop) error {
 				return err
 			}
 		}
-		return PlotMetrics(filepath.Join(r.Dir, metricsFile), filepath.Join(r.Dir, "loss.png"), l.Plot...)
+		return PlotLog(filepath.Join(r.Dir, metricsFile), filepath.Join(r.Dir, "loss.png"), l.Plot...)
 	}
 	for s := start; s < l.Steps; s++ {
 		if ctx.Err() != nil {
@@ -133,7 +133,7 @@ func (r *Run) Loop(ctx context.Context, l Loop) error {
 				return err
 			}
 			saved = s + 1
-			if err := PlotMetrics(filepath.Join(r.Dir, metricsFile), filepath.Join(r.Dir, "loss.png"), l.Plot...); err != nil {
+			if err := PlotLog(filepath.Join(r.Dir, metricsFile), filepath.Join(r.Dir, "loss.png"), l.Plot...); err != nil {
 				return err
 			}
 		}
@@ -146,7 +146,7 @@ const DefaultMaxNonFinite = 5
 
 // nonFinite reports a step that skipped its update or whose loss or
 // gradient norm is NaN or Inf.
-func nonFinite(m Metrics) bool {
+func nonFinite(m Scalars) bool {
 	if m["skipped"] != 0 {
 		return true
 	}
@@ -168,7 +168,7 @@ func (r *Run) eval(l Loop, step int) error {
 }
 
 // describe formats the shown metrics and the throughput for the bar.
-func describe(m Metrics, show []string, rate float64) string {
+func describe(m Scalars, show []string, rate float64) string {
 	var b strings.Builder
 	for _, k := range show {
 		if v, ok := m[k]; ok {
@@ -180,7 +180,7 @@ func describe(m Metrics, show []string, rate float64) string {
 }
 
 // metricAttrs lists step and metrics as slog key-value pairs in name order.
-func metricAttrs(step int, m Metrics) []any {
+func metricAttrs(step int, m Scalars) []any {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

@@ -83,7 +83,7 @@ func TrainPrior(ctx context.Context, run *Run, v flow.Velocity, p *nn.Params, da
 	sched := nn.CosineWarmup(o.LR, o.Warmup, o.Steps)
 	sch := flow.SD3()
 
-	step := func(s int, r *rng.Rand) (Metrics, int, error) {
+	step := func(s int, r *rng.Rand) (Scalars, int, error) {
 		x0 := data.Batch(r, o.Batch) // [B, C, h, w]
 		eps := tensor.New(x0.Shape...)
 		r.FillNormal(eps.Data, 0, 1)
@@ -99,7 +99,7 @@ func TrainPrior(ctx context.Context, run *Run, v flow.Velocity, p *nn.Params, da
 		if o.ClipNorm > 0 {
 			norm = nn.ClipGradNorm(opt.Params(), o.ClipNorm)
 		}
-		m := Metrics{"loss": float64(loss.Item()), "lr": sched(s), "grad_norm": norm}
+		m := Scalars{"loss": float64(loss.Item()), "lr": sched(s), "grad_norm": norm}
 		if math.IsNaN(norm) || math.IsInf(norm, 0) {
 			// A non-finite gradient would poison the moments: skip the update.
 			m["skipped"] = 1
@@ -115,9 +115,9 @@ func TrainPrior(ctx context.Context, run *Run, v flow.Velocity, p *nn.Params, da
 		return m, o.Batch, nil
 	}
 
-	var eval func(int) (Metrics, error)
+	var eval func(int) (Scalars, error)
 	if val != nil {
-		eval = func(int) (Metrics, error) {
+		eval = func(int) (Scalars, error) {
 			if ema != nil {
 				ema.Swap()
 				defer ema.Swap()
@@ -133,9 +133,9 @@ func TrainPrior(ctx context.Context, run *Run, v flow.Velocity, p *nn.Params, da
 // velocity error of v on the latents val [M, C, h, w] noised with fixed
 // noise ("val_0.5" for sigma 0.5), and their mean ("val"). The x0 error of
 // the implied clean estimate is sigma^2 times the velocity error.
-func ValidationLoss(v flow.Velocity, val *tensor.Tensor, sigmas []float32, batch int) Metrics {
+func ValidationLoss(v flow.Velocity, val *tensor.Tensor, sigmas []float32, batch int) Scalars {
 	defer tensor.NoGrad()()
-	m := Metrics{}
+	m := Scalars{}
 	var total float64
 	per := val.Numel() / val.Shape[0]
 	for k, sg := range sigmas {

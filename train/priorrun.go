@@ -32,7 +32,7 @@ type PriorRun struct {
 type PriorResult struct {
 	Step    int           // optimiser steps done
 	Elapsed time.Duration // training wall time over all sessions
-	Val     Metrics       // the last validation row of metrics.jsonl (nil: none)
+	Val     Scalars       // the last validation row of metrics.jsonl (nil: none)
 }
 
 // RunPrior opens (or resumes) the run directory with the recipe, writes
@@ -73,7 +73,7 @@ func RunPrior(ctx context.Context, o PriorRun) (PriorResult, error) {
 	if err != nil {
 		return res, err
 	}
-	rows, _ := ReadMetrics(filepath.Join(o.Dir, "metrics.jsonl"))
+	rows, _ := ReadLog(filepath.Join(o.Dir, "metrics.jsonl"))
 	for i := len(rows) - 1; i >= 0 && res.Val == nil; i-- {
 		if _, ok := rows[i]["val"]; ok {
 			res.Val = rows[i]

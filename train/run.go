@@ -225,7 +225,7 @@ func (r *Run) Restore() (int, error) {
 		}
 		if !found {
 			r.Log.Info("start", "dir", r.Dir, "seed", r.opts.Seed, "config", string(r.config))
-			return 0, r.openMetrics(0)
+			return 0, r.openLog(0)
 		}
 		r.Log.Warn("state.json missing: resuming from the newest checkpoint's own record", "checkpoint", st.Checkpoint)
 	} else if err != nil {
@@ -268,7 +268,7 @@ func (r *Run) Restore() (int, error) {
 		}
 	}
 	r.Log.Info("resume", "step", st.Step, "checkpoint", st.Checkpoint, "elapsed_s", st.Elapsed)
-	return st.Step, r.openMetrics(st.Step)
+	return st.Step, r.openLog(st.Step)
 }
 
 func sha256Hex(b []byte) string {

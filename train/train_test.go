@@ -108,7 +108,7 @@ func TestPriorLossDecreases(t *testing.T) {
 	if after["val"] > 0.6*before["val"] {
 		t.Errorf("validation loss %v -> %v: not decreasing by 40%%", before["val"], after["val"])
 	}
-	rows, err := ReadMetrics(filepath.Join(run.Dir, "metrics.jsonl"))
+	rows, err := ReadLog(filepath.Join(run.Dir, "metrics.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,8 +208,8 @@ func TestPriorResumeIsExact(t *testing.T) {
 			t.Errorf("%s: 20 steps and 10 + resume + 10 differ (%d vs %d bytes)", part, len(ba), len(bb))
 		}
 	}
-	ra, _ := ReadMetrics(filepath.Join(straight, "metrics.jsonl"))
-	rb, _ := ReadMetrics(filepath.Join(split, "metrics.jsonl"))
+	ra, _ := ReadLog(filepath.Join(straight, "metrics.jsonl"))
+	rb, _ := ReadLog(filepath.Join(split, "metrics.jsonl"))
 	if len(ra) != len(rb) {
 		t.Fatalf("metric rows %d vs %d", len(ra), len(rb))
 	}
@@ -381,18 +381,18 @@ func TestResumeRefusesNonFinite(t *testing.T) {
 func TestLoopStopsOnNonFiniteSteps(t *testing.T) {
 	for _, c := range []struct {
 		name    string
-		metrics func(s int) Metrics
+		metrics func(s int) Scalars
 		stopAt  int // 0: runs to the end
 	}{
-		{"nan loss", func(int) Metrics { return Metrics{"loss": math.NaN()} }, 5},
-		{"skipped", func(int) Metrics { return Metrics{"loss": 1, "skipped": 1} }, 5},
-		{"inf gradient after 3 good", func(s int) Metrics {
+		{"nan loss", func(int) Scalars { return Scalars{"loss": math.NaN()} }, 5},
+		{"skipped", func(int) Scalars { return Scalars{"loss": 1, "skipped": 1} }, 5},
+		{"inf gradient after 3 good", func(s int) Scalars {
 			if s < 3 {
-				return Metrics{"loss": 1, "grad_norm": 1}
+				return Scalars{"loss": 1, "grad_norm": 1}
 			}
-			return Metrics{"loss": 1, "grad_norm": math.Inf(1)}
+			return Scalars{"loss": 1, "grad_norm": math.Inf(1)}
 		}, 8},
-		{"every other step", func(s int) Metrics { return Metrics{"loss": []float64{1, math.NaN()}[s%2]} }, 0},
+		{"every other step", func(s int) Scalars { return Scalars{"loss": []float64{1, math.NaN()}[s%2]} }, 0},
 	} {
 		dir := t.TempDir()
 		run, err := Open(Options{Dir: dir, Seed: 1})
@@ -403,7 +403,7 @@ func TestLoopStopsOnNonFiniteSteps(t *testing.T) {
 			t.Fatal(err)
 		}
 		steps := 0
-		err = run.Loop(context.Background(), Loop{Steps: 12, Step: func(s int, _ *rng.Rand) (Metrics, int, error) {
+		err = run.Loop(context.Background(), Loop{Steps: 12, Step: func(s int, _ *rng.Rand) (Scalars, int, error) {
 			steps++
 			return c.metrics(s), 1, nil
 		}})

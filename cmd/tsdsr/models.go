@@ -8,7 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"tsdsr/models"
+	"tsdsr/catalog"
 )
 
 func init() {
@@ -20,7 +20,7 @@ func runModels(ctx context.Context, args []string) error {
 		fmt.Fprintln(os.Stderr, "usage: tsdsr models")
 		return errUsage
 	}
-	list, err := models.List()
+	list, err := catalog.List()
 	if err != nil {
 		return err
 	}

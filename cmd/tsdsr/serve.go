@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"tsdsr/catalog"
 	"tsdsr/internal/parallel"
 	"tsdsr/internal/sysmem"
-	"tsdsr/models"
 	"tsdsr/server"
 	"tsdsr/sr"
 )
@@ -75,7 +75,7 @@ func (f *serveFlags) config(log *slog.Logger) (server.Config, error) {
 			hosts = append(hosts, h)
 		}
 	}
-	up, err := models.Open(f.model, f.scale)
+	up, err := catalog.Open(f.model, f.scale)
 	if err != nil {
 		return cfg, err
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"tsdsr/models"
+	"tsdsr/catalog"
 	"tsdsr/server"
 )
 
@@ -27,7 +27,7 @@ func TestServeFlagsToConfig(t *testing.T) {
 	if len(cfg.AllowedHosts) != 2 || cfg.AllowedHosts[0] != "proxy.example" || cfg.MinUploadRate != 32<<10 || cfg.MaxJobMemory != 2<<30 || cfg.MaxOutputPixels != server.DefaultMaxOutputPixels {
 		t.Fatalf("config %+v", cfg)
 	}
-	if cfg.MaxPixels != 1000 || cfg.MaxBody != 2<<20 || cfg.Workers != 3 || cfg.Queue >= 0 || cfg.Timeout != 5*time.Second || cfg.Upscaler.Name() != models.DefaultName() {
+	if cfg.MaxPixels != 1000 || cfg.MaxBody != 2<<20 || cfg.Workers != 3 || cfg.Queue >= 0 || cfg.Timeout != 5*time.Second || cfg.Upscaler.Name() != catalog.DefaultName() {
 		t.Fatalf("config %+v", cfg)
 	}
 	for _, bad := range [][]string{{"--max-body", "huge"}, {"--max-body", "0"}, {"--workers", "0"}, {"--model", "nope"},

@@ -72,7 +72,7 @@ func TestTrainAndSamplePrior(t *testing.T) {
 	if err := json.Unmarshal(st.Config, &recipe); err != nil || recipe.Model.NumLayers != 1 || recipe.Cache.Count != 6 {
 		t.Errorf("recipe %+v, %v", recipe, err)
 	}
-	rows, _ := train.ReadMetrics(filepath.Join(out, "metrics.jsonl"))
+	rows, _ := train.ReadLog(filepath.Join(out, "metrics.jsonl"))
 	var vals int
 	for _, r := range rows {
 		if _, ok := r["val_0.5"]; ok {

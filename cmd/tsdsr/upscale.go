@@ -15,11 +15,11 @@ import (
 	"golang.org/x/term"
 
 	"tsdsr/batch"
+	"tsdsr/catalog"
 	"tsdsr/imageio"
 	"tsdsr/internal/parallel"
 	"tsdsr/internal/sysmem"
 	"tsdsr/internal/termsafe"
-	"tsdsr/models"
 	"tsdsr/sr"
 )
 
@@ -40,7 +40,7 @@ func runUpscale(ctx context.Context, args []string) error {
 		scale, width, height, threads, tile, tileOverlap int
 		outscale                                         float64
 		colorFix, format, model                          string
-		sd3                                              models.SD3Files
+		sd3                                              catalog.SD3Files
 	)
 	fl.StringVar(&c.In, "i", "", "input image file or folder (required)")
 	fl.StringVar(&c.In, "input", "", "same as -i")
@@ -127,11 +127,11 @@ func runUpscale(ctx context.Context, args []string) error {
 		}
 		sd3.Tile, sd3.Overlap = tile, tileOverlap
 		lowerGCPercent(sd3GCPercent)
-		if up, err = models.LoadSD3(sd3); err != nil {
+		if up, err = catalog.LoadSD3(sd3); err != nil {
 			return err
 		}
 	default:
-		if up, err = models.Open(model, scale); err != nil {
+		if up, err = catalog.Open(model, scale); err != nil {
 			return err
 		}
 	}

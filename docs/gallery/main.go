@@ -13,8 +13,8 @@ import (
 	"fmt"
 	"os"
 
+	"tsdsr/catalog"
 	"tsdsr/imageio"
-	"tsdsr/models"
 	"tsdsr/sr"
 )
 
@@ -26,9 +26,9 @@ func main() {
 	var up sr.Upscaler
 	var err error
 	if _, serr := os.Stat(*model); serr == nil {
-		up, err = models.LoadFile(*model)
+		up, err = catalog.LoadFile(*model)
 	} else {
-		up, err = models.Load(*model)
+		up, err = catalog.Load(*model)
 	}
 	if err != nil {
 		fail(err)

@@ -17,17 +17,17 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
-// Metrics are named scalars of one step or evaluation ("loss", "lr",
+// Scalars are named scalars of one step or evaluation ("loss", "lr",
 // "val_0.5", ...).
-type Metrics map[string]float64
+type Scalars map[string]float64
 
 const metricsFile = "metrics.jsonl"
 
-// openMetrics opens metrics.jsonl for appending after keeping only the
+// openLog opens metrics.jsonl for appending after keeping only the
 // lines of steps up to keep.
-func (r *Run) openMetrics(keep int) error {
+func (r *Run) openLog(keep int) error {
 	path := filepath.Join(r.Dir, metricsFile)
-	rows, err := ReadMetrics(path)
+	rows, err := ReadLog(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
@@ -48,7 +48,7 @@ func (r *Run) openMetrics(keep int) error {
 // Record appends one line {"step": step, "time_s": wall time, m...} to
 // metrics.jsonl; step counts optimiser steps done. Values that are not
 // finite are written as null (JSON has no NaN).
-func (r *Run) Record(step int, m Metrics) error {
+func (r *Run) Record(step int, m Scalars) error {
 	row := map[string]any{"step": step, "time_s": math.Round(r.Elapsed().Seconds()*1000) / 1000}
 	for k, v := range m {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
@@ -65,14 +65,14 @@ func (r *Run) Record(step int, m Metrics) error {
 	return err
 }
 
-// ReadMetrics parses a metrics.jsonl file (null values are skipped).
-func ReadMetrics(path string) ([]Metrics, error) {
+// ReadLog parses a metrics.jsonl file (null values are skipped).
+func ReadLog(path string) ([]Scalars, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var rows []Metrics
+	var rows []Scalars
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<16), 1<<20)
 	for line := 1; sc.Scan(); line++ {
@@ -83,7 +83,7 @@ func ReadMetrics(path string) ([]Metrics, error) {
 		if err := json.Unmarshal(sc.Bytes(), &raw); err != nil {
 			return nil, fmt.Errorf("train: %s:%d: %w", path, line, err)
 		}
-		m := Metrics{}
+		m := Scalars{}
 		for k, v := range raw {
 			if v != nil {
 				m[k] = *v
@@ -98,11 +98,11 @@ func ReadMetrics(path string) ([]Metrics, error) {
 // are averaged in bins, which also smooths the noisy per-step loss.
 const plotPoints = 300
 
-// PlotMetrics draws the series of metrics.jsonl whose names start with one
+// PlotLog draws the series of metrics.jsonl whose names start with one
 // of prefixes against the step into a PNG (atomically), on a log scale when
 // the values span more than a decade.
-func PlotMetrics(metricsPath, pngPath string, prefixes ...string) error {
-	rows, err := ReadMetrics(metricsPath)
+func PlotLog(metricsPath, pngPath string, prefixes ...string) error {
+	rows, err := ReadLog(metricsPath)
 	if err != nil {
 		return err
 	}

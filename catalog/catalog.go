@@ -1,8 +1,8 @@
-// Package models is the catalogue of upscalers built into the binary: the
+// Package catalog is the catalogue of upscalers built into the binary: the
 // bicubic baseline and the one-step students shipped under weights/ with
 // their measured scores. Adding a model means adding its checkpoint and an
 // entry to weights/models.json; no code changes.
-package models
+package catalog
 
 import (
 	"embed"
