@@ -1,8 +1,6 @@
 package distill
 
 import (
-	"math"
-
 	"tsdsr/nn"
 	"tsdsr/rng"
 	"tsdsr/tensor"
@@ -68,14 +66,6 @@ func AdvLoss(d *Discriminator, fake *tensor.Tensor) *tensor.Tensor {
 // student's (detached) outputs, returning its loss and gradient norm
 // before clipping.
 func (t *Trainer) discStep(real, fake *tensor.Tensor) (loss, norm float64) {
-	t.OptDisc.ZeroGrad()
-	l := DiscLoss(t.Disc, real, fake)
-	l.Backward()
-	norm = nn.ClipGradNorm(t.OptDisc.Params(), t.Config.ClipNorm)
-	t.OptDisc.LR = t.lrDisc(t.OptDisc.Steps())
-	if !math.IsNaN(norm) && !math.IsInf(norm, 0) {
-		t.OptDisc.Step()
-	}
-	t.OptDisc.ZeroGrad()
-	return float64(l.Item()), norm
+	t.OptDisc.ZeroGrad() // the student's adversarial loss reached these weights
+	return t.descend(t.OptDisc, t.lrDisc, DiscLoss(t.Disc, real, fake))
 }

@@ -216,15 +216,22 @@ func (t *Trainer) fakeStep(x0 *tensor.Tensor, r *rng.Rand) (loss, norm float64) 
 	}
 	eps := tensor.New(x0.Shape...)
 	r.FillNormal(eps.Data, 0, 1)
-	l := FakeLoss(t.Fake.Velocity, x0, eps, sig)
 	t.OptFake.ZeroGrad()
+	return t.descend(t.OptFake, t.lrFake, FakeLoss(t.Fake.Velocity, x0, eps, sig))
+}
+
+// descend back-propagates l into opt's parameters (whose gradients the
+// caller has zeroed), clips them, sets the learning rate from sched and
+// steps unless the gradient norm is not finite; it returns the loss and
+// the norm before clipping.
+func (t *Trainer) descend(opt *nn.AdamW, sched nn.Schedule, l *tensor.Tensor) (loss, norm float64) {
 	l.Backward()
-	norm = nn.ClipGradNorm(t.OptFake.Params(), t.Config.ClipNorm)
-	t.OptFake.LR = t.lrFake(t.OptFake.Steps())
+	norm = nn.ClipGradNorm(opt.Params(), t.Config.ClipNorm)
+	opt.LR = sched(opt.Steps())
 	if !math.IsNaN(norm) && !math.IsInf(norm, 0) {
-		t.OptFake.Step()
+		opt.Step()
 	}
-	t.OptFake.ZeroGrad()
+	opt.ZeroGrad()
 	return float64(l.Item()), norm
 }
 
