@@ -63,11 +63,7 @@ func sumSquares(x []float32) float32 {
 func TestAdversarialResumeIsExact(t *testing.T) {
 	cfg := tinyRecipe()
 	cfg.WAdv, cfg.LRDisc = 0.1, 1e-3
-	straight := runTiny(t, t.TempDir(), cfg, 4, false)
-	dir := t.TempDir()
-	runTiny(t, dir, cfg, 2, false)
-	resumed := runTiny(t, dir, cfg, 4, true)
-	sameParams(t, "student", straight.OptStudent.Params(), resumed.OptStudent.Params())
+	straight, resumed := straightAndResumed(t, cfg)
 	sameParams(t, "discriminator", straight.OptDisc.Params(), resumed.OptDisc.Params())
 	if resumed.OptDisc.Steps() != 4 {
 		t.Errorf("discriminator steps %d, want 4", resumed.OptDisc.Steps())

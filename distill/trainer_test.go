@@ -98,16 +98,22 @@ func sameParams(t *testing.T, what string, a, b []nn.Param) {
 	}
 }
 
+// straightAndResumed trains cfg 4 steps straight and 2 + resume + 2, and
+// checks that the students end bit for bit equal.
+func straightAndResumed(t *testing.T, cfg Config) (straight, resumed *Trainer) {
+	straight = runTiny(t, t.TempDir(), cfg, 4, false)
+	dir := t.TempDir()
+	runTiny(t, dir, cfg, 2, false)
+	resumed = runTiny(t, dir, cfg, 4, true)
+	sameParams(t, "student", straight.OptStudent.Params(), resumed.OptStudent.Params())
+	return straight, resumed
+}
+
 // TestResumeIsExact trains 4 steps straight and 2 + resume + 2 with TSD,
 // DASM and the fake score: student adapters, fake adapters and both
 // optimisers must end bit for bit equal.
 func TestResumeIsExact(t *testing.T) {
-	cfg := tinyRecipe()
-	straight := runTiny(t, t.TempDir(), cfg, 4, false)
-	dir := t.TempDir()
-	runTiny(t, dir, cfg, 2, false)
-	resumed := runTiny(t, dir, cfg, 4, true)
-	sameParams(t, "student", straight.OptStudent.Params(), resumed.OptStudent.Params())
+	straight, resumed := straightAndResumed(t, tinyRecipe())
 	sameParams(t, "fake", straight.OptFake.Params(), resumed.OptFake.Params())
 	if straight.OptStudent.Steps() != 4 || resumed.OptStudent.Steps() != 4 || resumed.OptFake.Steps() != 4 {
 		t.Errorf("optimiser steps %d, %d, %d; want 4", straight.OptStudent.Steps(), resumed.OptStudent.Steps(), resumed.OptFake.Steps())
