@@ -5,6 +5,7 @@
 #   scripts/campaign.sh setup            training/hold-out split and hold-out pairs
 #   scripts/campaign.sh prior SECONDS    continue the prior in the background
 #   scripts/campaign.sh student SECONDS  continue the student in the background
+#   scripts/campaign.sh student-adv SECONDS [THREADS]  the same with the GAN term
 #   scripts/campaign.sh score NAME MODEL hold-out and RealSR scores of a student
 #
 # Everything lives in $CAMPAIGN (default /work/campaign), outside the work tree,
@@ -71,22 +72,30 @@ prior)
   nohup nice -n 5 timeout -s INT "$secs" "$BIN" train prior "${common[@]}" "${args[@]}" >>"$C/prior.log" 2>&1 &
   echo "prior running (pid $!), log $run/train.log"
   ;;
-student)
+student|student-adv)
   # The campaign's student (session 2 on): TSD-SR's full recipe (latent MSE +
   # pixel term + TSD lambda 0.7 weight 10 + DASM, fake score every step) from
   # prior4, at a fifth of v2's learning rate over a 3,000-step cosine (v2's
   # recipe drifts past ~100 steps at 1e-4), with a student EMA and BF16
   # snapshots every 100 steps for choosing on the hold-out pairs.
+  # student-adv adds the latent patch discriminator (--w-adv 0.1, its
+  # learning rate 1e-4), everything else equal, for the ablation at equal
+  # steps.
   secs=${2:?seconds}
   [ -x "$BIN" ] || build
   run=$C/runs/student3
-  args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --data "$C/train" --out "$run" --full-finetune
+  args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --data "$C/train" --full-finetune
     --steps 3000 --batch 2 --size 256 --lr 2e-5 --lr-fake 2e-5 --warmup 50 --save-every 50 --seed 15
-    --reg tsd --w-tsd 10 --w-pix 1 --ema 0.995 --snapshot-every 100 --quiet)
+    --reg tsd --w-tsd 10 --w-pix 1 --ema 0.995 --snapshot-every 100 --threads "${3:-0}" --quiet)
+  if [ "$1" = student-adv ]; then
+    run=$C/runs/student3-adv
+    args+=(--w-adv 0.1 --lr-disc 1e-4)
+  fi
+  args+=(--out "$run")
   [ -f "$run/state.json" ] && args+=(--resume)
   cd "$C"
-  nohup nice -n 5 timeout -s INT "$secs" "$BIN" train distill "${args[@]}" >>"$C/student.log" 2>&1 &
-  echo "student running (pid $!), log $run/train.log"
+  nohup nice -n 5 timeout -s INT "$secs" "$BIN" train distill "${args[@]}" >>"$C/$1.log" 2>&1 &
+  echo "$1 running (pid $!), log $run/train.log"
   ;;
 score)
   name=${2:?name}; model=${3:?model}
