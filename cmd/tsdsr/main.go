@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"syscall"
 
@@ -127,6 +128,12 @@ func run(args []string) int {
 	}
 	ctx, stop := interruptContext(os.Stderr)
 	defer stop()
+	if path := os.Getenv("TSDSR_CPUPROFILE"); path != "" {
+		// For engineers: where a command's time goes (go tool pprof).
+		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	if err := c.run(ctx, args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
