@@ -53,7 +53,7 @@ func List() ([]Info, error) {
 	}
 	var shipped []Info
 	if err := json.Unmarshal(b, &shipped); err != nil {
-		return nil, fmt.Errorf("models: weights/models.json: %w", err)
+		return nil, fmt.Errorf("catalog: weights/models.json: %w", err)
 	}
 	list = append(list, shipped...)
 	sort.SliceStable(list, func(i, j int) bool { return list[i].Default && !list[j].Default })
@@ -90,11 +90,11 @@ func Load(name string) (sr.Upscaler, error) {
 		}
 		b, err := weights.ReadFile(path.Join("weights", m.File))
 		if err != nil {
-			return nil, fmt.Errorf("models: %s: %w", m.Name, err)
+			return nil, fmt.Errorf("catalog: %s: %w", m.Name, err)
 		}
 		f, err := safetensors.Parse(b)
 		if err != nil {
-			return nil, fmt.Errorf("models: %s: %w", m.Name, err)
+			return nil, fmt.Errorf("catalog: %s: %w", m.Name, err)
 		}
 		return oneStep(f, m.Name, m.Tile, m.Overlap)
 	}
@@ -102,7 +102,7 @@ func Load(name string) (sr.Upscaler, error) {
 	for i, m := range list {
 		names[i] = m.Name
 	}
-	return nil, fmt.Errorf("models: no built-in model %q (available: %v)", name, names)
+	return nil, fmt.Errorf("catalog: no built-in model %q (available: %v; tsdsr models lists them)", name, names)
 }
 
 // LoadFile returns a one-step upscaler from a student checkpoint written by
@@ -118,7 +118,7 @@ func LoadFile(file string) (*sr.OneStep, error) {
 func oneStep(f *safetensors.File, name string, tile, overlap int) (*sr.OneStep, error) {
 	student, err := mmdit.Load(f)
 	if err != nil {
-		return nil, fmt.Errorf("models: %s: %w", name, err)
+		return nil, fmt.Errorf("catalog: %s: %w", name, err)
 	}
 	enc, dec, err := taesd.Embedded()
 	if err != nil {

@@ -68,7 +68,7 @@ func LoadSD3(files SD3Files) (*sr.OneStep, error) {
 	if pos.Mismatch() {
 		// diffusers runs with the stored table too, so this is the
 		// checkpoint's choice, not an error; but it is not SD3's formula.
-		slog.Warn("models: SD3 transformer's stored position table differs from the computed one; using the stored table",
+		slog.Warn("catalog: SD3 transformer's stored position table differs from the computed one; using the stored table",
 			"dir", tdir, "max_diff", pos.MaxDiff)
 	}
 	vae, err := sd3vae.LoadDir(vdir)
@@ -90,10 +90,10 @@ func LoadSD3(files SD3Files) (*sr.OneStep, error) {
 	}
 	c := tr.Config
 	if prompt.Dim() != 3 || prompt.Shape[0] != 1 || prompt.Shape[2] != c.JointAttentionDim {
-		return nil, fmt.Errorf("models: prompt embeddings %v, want [1, L, %d] for this transformer", prompt.Shape, c.JointAttentionDim)
+		return nil, fmt.Errorf("catalog: prompt embeddings %v, want [1, L, %d] for this transformer", prompt.Shape, c.JointAttentionDim)
 	}
 	if pooled.Dim() != 2 || pooled.Shape[0] != 1 || pooled.Shape[1] != c.PooledProjectionDim {
-		return nil, fmt.Errorf("models: pooled embeddings %v, want [1, %d] for this transformer", pooled.Shape, c.PooledProjectionDim)
+		return nil, fmt.Errorf("catalog: pooled embeddings %v, want [1, %d] for this transformer", pooled.Shape, c.PooledProjectionDim)
 	}
 	tile, overlap := files.Tile, files.Overlap
 	if tile == 0 {
@@ -114,7 +114,7 @@ func float32Bytes(dirs ...string) (uint64, error) {
 	for _, dir := range dirs {
 		files, err := filepath.Glob(filepath.Join(dir, "*.safetensors"))
 		if err != nil || len(files) == 0 {
-			return 0, fmt.Errorf("models: no safetensors weights in %s (want a diffusers SD3 folder with transformer/ and vae/)", dir)
+			return 0, fmt.Errorf("catalog: no safetensors weights in %s (want a diffusers SD3 folder with transformer/ and vae/)", dir)
 		}
 		for _, file := range files {
 			f, err := safetensors.Open(file)
@@ -139,11 +139,11 @@ func mergeLoRA(p *nn.Params, file string, alpha float64, required bool) error {
 	}
 	f, err := safetensors.Open(file)
 	if err != nil {
-		return fmt.Errorf("models: LoRA: %w", err)
+		return fmt.Errorf("catalog: LoRA: %w", err)
 	}
 	defer f.Close()
 	if _, err := nn.MergePEFT(p, f, "transformer.", alpha); err != nil {
-		return fmt.Errorf("models: %s: %w", file, err)
+		return fmt.Errorf("catalog: %s: %w", file, err)
 	}
 	return nil
 }
@@ -160,11 +160,11 @@ func LoadEmbeds(dir string) (prompt, pooled *tensor.Tensor, err error) {
 		st := filepath.Join(dir, stem+".safetensors")
 		f, err := safetensors.Open(st)
 		if err != nil {
-			return nil, fmt.Errorf("models: %s has neither %s.pt nor %s.safetensors", dir, stem, stem)
+			return nil, fmt.Errorf("catalog: %s has neither %s.pt nor %s.safetensors", dir, stem, stem)
 		}
 		defer f.Close()
 		if names := f.Names(); len(names) != 1 {
-			return nil, fmt.Errorf("models: %s holds %d tensors, want one", st, len(names))
+			return nil, fmt.Errorf("catalog: %s holds %d tensors, want one", st, len(names))
 		}
 		return f.Tensor(f.Names()[0])
 	}
