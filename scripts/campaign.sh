@@ -4,6 +4,7 @@
 #
 #   scripts/campaign.sh setup            training/hold-out split and hold-out pairs
 #   scripts/campaign.sh prior SECONDS    continue the prior in the background
+#   scripts/campaign.sh regress SECONDS  stage 1: the regression student (MSE + pixel)
 #   scripts/campaign.sh student SECONDS  continue the student in the background
 #   scripts/campaign.sh student-adv SECONDS [THREADS]  the same with the GAN term
 #   scripts/campaign.sh score NAME MODEL hold-out and RealSR scores of a student
@@ -71,6 +72,23 @@ prior)
   cd "$C"
   nohup nice -n 5 timeout -s INT "$secs" "$BIN" train prior "${common[@]}" "${args[@]}" >>"$C/prior.log" 2>&1 &
   echo "prior running (pid $!), log $run/train.log"
+  ;;
+regress)
+  # Stage 1 (session 2): the student learns the image first (latent MSE +
+  # pixel term, no score term) at v2's learning rate; stage 2 starts from
+  # its EMA with --init. Session 2 measured that the one-stage recipe below
+  # drifts away from the image once the fake score has caught up (step ~200,
+  # fake loss < 0.25), at a fifth of v2's learning rate too.
+  secs=${2:?seconds}
+  [ -x "$BIN" ] || build
+  run=$C/runs/s4-reg
+  args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --data "$C/train" --full-finetune --reg none
+    --steps 400 --batch 2 --size 256 --lr 1e-4 --warmup 20 --save-every 50 --seed 16 --w-pix 1
+    --ema 0.99 --snapshot-every 100 --threads "${3:-0}" --quiet --out "$run")
+  [ -f "$run/state.json" ] && args+=(--resume)
+  cd "$C"
+  nohup nice -n 5 timeout -s INT "$secs" "$BIN" train distill "${args[@]}" >>"$C/regress.log" 2>&1 &
+  echo "regress running (pid $!), log $run/train.log"
   ;;
 student|student-adv)
   # The campaign's student (session 2 on): TSD-SR's full recipe (latent MSE +
