@@ -5,8 +5,8 @@
 #   scripts/campaign.sh setup            training/hold-out split and hold-out pairs
 #   scripts/campaign.sh prior SECONDS    continue the prior in the background
 #   scripts/campaign.sh regress SECONDS  stage 1: the regression student (MSE + pixel)
-#   scripts/campaign.sh student SECONDS  continue the student in the background
-#   scripts/campaign.sh student-adv SECONDS [THREADS]  the same with the GAN term
+#   scripts/campaign.sh tsd|tsd-adv SECONDS [THREADS]  stage 2 from stage 1, without/with the GAN term
+#   scripts/campaign.sh student|student-adv SECONDS [THREADS]  session 2's first one-stage runs (drift)
 #   scripts/campaign.sh score NAME MODEL hold-out and RealSR scores of a student
 #
 # Everything lives in $CAMPAIGN (default /work/campaign), outside the work tree,
@@ -89,6 +89,25 @@ regress)
   cd "$C"
   nohup nice -n 5 timeout -s INT "$secs" "$BIN" train distill "${args[@]}" >>"$C/regress.log" 2>&1 &
   echo "regress running (pid $!), log $run/train.log"
+  ;;
+tsd|tsd-adv)
+  # Stage 2 (session 2 on): TSD-SR's score terms (TSD lambda 0.7 + DASM, fake
+  # score every step) on top of the latent MSE and pixel term, from stage 1's
+  # EMA, at a TSD weight of 3 instead of v2's 10 and a fifth of v2's learning
+  # rate; tsd-adv adds the latent discriminator (--w-adv 0.1), all else
+  # equal, for the equal-step comparison on the hold-out pairs.
+  secs=${2:?seconds}
+  [ -x "$BIN" ] || build
+  run=$C/runs/s4-$1
+  args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --init "$C/runs/s4-reg/student.safetensors"
+    --data "$C/train" --full-finetune --steps 1500 --batch 2 --size 256 --lr 2e-5 --lr-fake 2e-5
+    --warmup 20 --save-every 50 --seed 17 --reg tsd --w-tsd 3 --w-pix 1 --ema 0.995 --snapshot-every 100
+    --threads "${3:-0}" --quiet --out "$run")
+  [ "$1" = tsd-adv ] && args+=(--w-adv 0.1 --lr-disc 5e-5)
+  [ -f "$run/state.json" ] && args+=(--resume)
+  cd "$C"
+  nohup nice -n 5 timeout -s INT "$secs" "$BIN" train distill "${args[@]}" >>"$C/$1.log" 2>&1 &
+  echo "$1 running (pid $!), log $run/train.log"
   ;;
 student|student-adv)
   # The campaign's student (session 2 on): TSD-SR's full recipe (latent MSE +
