@@ -6,7 +6,10 @@ set -u
 T=${T:-/tmp/tsdsr}
 S=${S:-../shared/data}
 GOEXPERIMENT=simd go build -o "$T" ./cmd/tsdsr || exit 1
-P1=artifacts/prior-192x6/ema.safetensors
+# The first prior's weights left the tree in session 2 of the quality
+# campaign (superseded as teacher by prior4); git history keeps them.
+P1=out/prior-192x6.safetensors
+[ -f $P1 ] || { mkdir -p out; git show 4a2fb18:artifacts/prior-192x6/ema.safetensors > $P1; }
 common="--prior $P1 --data $S/train --full-finetune --batch 2 --size 256 --lr 1e-4 --lr-fake 1e-4 --save-every 100 --seed 7 --quiet"
 # run NAME FLAGS...: train the student out/ablation/NAME (unless done), upscale RealSR, evaluate.
 # A --prior among FLAGS overrides the common one (the flag parser keeps the last).
