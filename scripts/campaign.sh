@@ -22,6 +22,19 @@ mkdir -p "$C"
 
 build() { (cd "$ROOT" && GOEXPERIMENT=simd go build -o "$BIN" ./cmd/tsdsr); }
 
+# distill NAME RUN SECONDS FLAGS...: tsdsr train distill into RUN in the
+# background, resumed when RUN has a checkpoint, stopped by SIGINT (which
+# saves one) after SECONDS; its output goes to $C/NAME.log.
+distill() {
+  local name=$1 run=$2 secs=$3
+  shift 3
+  [ -x "$BIN" ] || build
+  local args=("$@" --out "$run")
+  [ -f "$run/state.json" ] && args+=(--resume)
+  (cd "$C" && nohup nice -n 5 timeout -s INT "$secs" "$BIN" train distill "${args[@]}" >>"$C/$name.log" 2>&1 &)
+  echo "$name running, log $run/train.log"
+}
+
 case "${1:-}" in
 setup)
   # Photos of data/train (a_) and data/train2 (b_), as symlinks; the names in
@@ -80,15 +93,11 @@ regress)
   # drifts away from the image once the fake score has caught up (step ~200,
   # fake loss < 0.25), at a fifth of v2's learning rate too.
   secs=${2:?seconds}
-  [ -x "$BIN" ] || build
   run=$C/runs/s4-reg
   args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --data "$C/train" --full-finetune --reg none
     --steps 400 --batch 2 --size 256 --lr 1e-4 --warmup 20 --save-every 50 --seed 16 --w-pix 1
-    --ema 0.99 --snapshot-every 100 --threads "${3:-0}" --quiet --out "$run")
-  [ -f "$run/state.json" ] && args+=(--resume)
-  cd "$C"
-  nohup nice -n 5 timeout -s INT "$secs" "$BIN" train distill "${args[@]}" >>"$C/regress.log" 2>&1 &
-  echo "regress running (pid $!), log $run/train.log"
+    --ema 0.99 --snapshot-every 100 --threads "${3:-0}" --quiet)
+  distill "$1" "$run" "$secs" "${args[@]}"
   ;;
 tsd|tsd-adv)
   # Stage 2 (session 2 on): TSD-SR's score terms (TSD lambda 0.7 + DASM, fake
@@ -97,17 +106,13 @@ tsd|tsd-adv)
   # rate; tsd-adv adds the latent discriminator (--w-adv 0.1), all else
   # equal, for the equal-step comparison on the hold-out pairs.
   secs=${2:?seconds}
-  [ -x "$BIN" ] || build
   run=$C/runs/s4-$1
   args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --init "$C/runs/s4-reg/student.safetensors"
     --data "$C/train" --full-finetune --steps 1500 --batch 2 --size 256 --lr 2e-5 --lr-fake 2e-5
     --warmup 20 --save-every 50 --seed 17 --reg tsd --w-tsd 3 --w-pix 1 --ema 0.995 --snapshot-every 100
-    --threads "${3:-0}" --quiet --out "$run")
+    --threads "${3:-0}" --quiet)
   [ "$1" = tsd-adv ] && args+=(--w-adv 0.1 --lr-disc 5e-5)
-  [ -f "$run/state.json" ] && args+=(--resume)
-  cd "$C"
-  nohup nice -n 5 timeout -s INT "$secs" "$BIN" train distill "${args[@]}" >>"$C/$1.log" 2>&1 &
-  echo "$1 running (pid $!), log $run/train.log"
+  distill "$1" "$run" "$secs" "${args[@]}"
   ;;
 student|student-adv)
   # The campaign's student (session 2 on): TSD-SR's full recipe (latent MSE +
@@ -119,7 +124,6 @@ student|student-adv)
   # learning rate 1e-4), everything else equal, for the ablation at equal
   # steps.
   secs=${2:?seconds}
-  [ -x "$BIN" ] || build
   run=$C/runs/student3
   args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --data "$C/train" --full-finetune
     --steps 3000 --batch 2 --size 256 --lr 2e-5 --lr-fake 2e-5 --warmup 50 --save-every 50 --seed 15
@@ -128,11 +132,7 @@ student|student-adv)
     run=$C/runs/student3-adv
     args+=(--w-adv 0.1 --lr-disc 1e-4)
   fi
-  args+=(--out "$run")
-  [ -f "$run/state.json" ] && args+=(--resume)
-  cd "$C"
-  nohup nice -n 5 timeout -s INT "$secs" "$BIN" train distill "${args[@]}" >>"$C/$1.log" 2>&1 &
-  echo "$1 running (pid $!), log $run/train.log"
+  distill "$1" "$run" "$secs" "${args[@]}"
   ;;
 score)
   name=${2:?name}; model=${3:?model}
