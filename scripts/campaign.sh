@@ -6,6 +6,7 @@
 #   scripts/campaign.sh prior SECONDS    continue the prior in the background
 #   scripts/campaign.sh regress SECONDS  stage 1: the regression student (MSE + pixel)
 #   scripts/campaign.sh tsd|tsd-adv SECONDS [THREADS]  stage 2 from stage 1, without/with the GAN term
+#   scripts/campaign.sh adv2 SECONDS [THREADS]  stage 2b: tsd-adv from artifacts/student4-adv, half the rates
 #   scripts/campaign.sh student|student-adv SECONDS [THREADS]  session 2's first one-stage runs (drift)
 #   scripts/campaign.sh score NAME MODEL hold-out and RealSR scores of a student
 #
@@ -112,6 +113,19 @@ tsd|tsd-adv)
     --warmup 20 --save-every 50 --seed 17 --reg tsd --w-tsd 3 --w-pix 1 --ema 0.995 --snapshot-every 100
     --threads "${3:-0}" --quiet)
   [ "$1" = tsd-adv ] && args+=(--w-adv 0.1 --lr-disc 5e-5)
+  distill "$1" "$run" "$secs" "${args[@]}"
+  ;;
+adv2)
+  # Stage 2b (end of session 2 on): the chosen student (tsd-adv step 200)
+  # continued with fresh fake score and discriminator at half stage 2's
+  # learning rates, since both stage-2 runs lost on the hold-out after step
+  # 200-300 at the full rates.
+  secs=${2:?seconds}
+  run=$C/runs/s4-adv2
+  args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --init "$ROOT/artifacts/student4-adv/student.safetensors"
+    --data "$C/train" --full-finetune --steps 1500 --batch 2 --size 256 --lr 1e-5 --lr-fake 1e-5
+    --warmup 20 --save-every 50 --seed 18 --reg tsd --w-tsd 3 --w-pix 1 --ema 0.995 --snapshot-every 100
+    --w-adv 0.1 --lr-disc 2.5e-5 --threads "${3:-0}" --quiet)
   distill "$1" "$run" "$secs" "${args[@]}"
   ;;
 student|student-adv)
