@@ -77,16 +77,3 @@ func TestPlanRefusesOverwritingAnInput(t *testing.T) {
 		t.Fatalf("with a suffix: %+v, %v", jobs[0], err)
 	}
 }
-
-// TestPeakMemoryGuards: an output the memory cannot hold is refused before
-// its pixels are read.
-func TestPeakMemoryGuards(t *testing.T) {
-	pipe := sr.New(sr.Bicubic{Factor: 4}, &sr.Options{Width: 16000, Height: 16000})
-	j := &Job{Format: "png"}
-	if err := CheckOutput(pipe, &Options{Memory: func() int64 { return 1 << 30 }}, j, 2, 2); err == nil || !strings.Contains(err.Error(), "memory") {
-		t.Errorf("1 GiB: %v", err)
-	}
-	if err := CheckOutput(pipe, &Options{}, j, 2, 2); err != nil {
-		t.Errorf("no memory check: %v", err)
-	}
-}
