@@ -1,45 +1,57 @@
 package distill
 
 import (
+	"fmt"
+
 	"tsdsr/nn"
 	"tsdsr/rng"
 	"tsdsr/tensor"
 )
 
-// Discriminator is a patch discriminator on scaled TAESD3 latents, the
-// adversarial term beyond the paper (Config.WAdv): score distillation
-// against our small prior pulls the student toward the prior's smooth
-// samples, while a discriminator that tells the student's latents from the
-// HR latents rewards the texture statistics of real photos directly, as
-// Real-ESRGAN's GAN term does in pixels. It works in latent space (one
-// logit per 4 x 4 latent patch, 32 x 32 pixels), where real and generated
-// inputs share TAESD3's decoder, so it cannot win on decoder artefacts the
-// student could not remove, and costs a few percent of a student step.
+// Discriminator is a patch discriminator, the adversarial term beyond the
+// paper (Config.WAdv): score distillation against our small prior pulls
+// the student toward the prior's smooth samples, while a discriminator that
+// tells the student's outputs from HR crops rewards the texture statistics
+// of real photos directly, as Real-ESRGAN's GAN term does.
+//
+// It works on scaled TAESD3 latents (AdvLatent: one logit per 4 x 4 latent
+// patch, 32 x 32 pixels), where real and generated inputs share TAESD3's
+// decoder and it costs a few percent of a student step, or on the decoded
+// pixels against the HR crops (AdvPixel: one logit per 16 x 16 pixels),
+// where it also sees the texture the decoder draws from the student's
+// latents, the mesh-like pattern session 2's latent discriminator let
+// through on harshly degraded photos.
 type Discriminator struct {
 	Params *nn.Params
 	convs  []*nn.Conv2d
 	norms  []*nn.GroupNorm // after every convolution but the first and the last
 }
 
-// NewDiscriminator builds the discriminator for latents of the given
-// channels: 3x3 to width, two stride-2 4x4 convolutions to 2*width with
-// GroupNorm, a 3x3 to one logit, SiLU between; weights drawn from r.
-func NewDiscriminator(r *rng.Rand, channels, width int) *Discriminator {
+// NewDiscriminator builds a discriminator for inputs of the given
+// channels: 3x3 to width, downs stride-2 4x4 convolutions doubling the
+// width up to the last one (which keeps it) with GroupNorm, a 3x3 to one
+// logit, SiLU between; weights drawn from r. Its patch is 2^downs inputs.
+func NewDiscriminator(r *rng.Rand, channels, width, downs int) *Discriminator {
 	p := nn.NewParams(r)
 	d := &Discriminator{Params: p}
-	w2 := 2 * width
-	d.convs = []*nn.Conv2d{
-		nn.NewConv2d(p, "conv_in", nn.Conv2dConfig{In: channels, Out: width, Kernel: 3, Padding: 1}),
-		nn.NewConv2d(p, "down.0", nn.Conv2dConfig{In: width, Out: w2, Kernel: 4, Stride: 2, Padding: 1}),
-		nn.NewConv2d(p, "down.1", nn.Conv2dConfig{In: w2, Out: w2, Kernel: 4, Stride: 2, Padding: 1}),
-		nn.NewConv2d(p, "conv_out", nn.Conv2dConfig{In: w2, Out: 1, Kernel: 3, Padding: 1}),
+	d.convs = []*nn.Conv2d{nn.NewConv2d(p, "conv_in", nn.Conv2dConfig{In: channels, Out: width, Kernel: 3, Padding: 1})}
+	in := width
+	for i := range downs {
+		out := in
+		if i < downs-1 {
+			out = 2 * in
+		}
+		name := fmt.Sprintf("down.%d", i)
+		d.convs = append(d.convs, nn.NewConv2d(p, name, nn.Conv2dConfig{In: in, Out: out, Kernel: 4, Stride: 2, Padding: 1}))
+		d.norms = append(d.norms, nn.NewGroupNorm(p, name+".norm", 32, out, 1e-5))
+		in = out
 	}
-	d.norms = []*nn.GroupNorm{nn.NewGroupNorm(p, "down.0.norm", 32, w2, 1e-5), nn.NewGroupNorm(p, "down.1.norm", 32, w2, 1e-5)}
+	d.convs = append(d.convs, nn.NewConv2d(p, "conv_out", nn.Conv2dConfig{In: in, Out: 1, Kernel: 3, Padding: 1}))
 	return d
 }
 
-// Forward maps latents [N, C, h, w] (h, w multiples of 4) to patch logits
-// [N, 1, h/4, w/4]: positive for "real".
+// Forward maps inputs [N, C, h, w] (h, w multiples of the patch) to patch
+// logits [N, 1, h/patch, w/patch]: positive for "real".
 func (d *Discriminator) Forward(z *tensor.Tensor) *tensor.Tensor {
 	x := tensor.SiLU(d.convs[0].Forward(z))
 	for i, n := range d.norms {

@@ -14,7 +14,7 @@ import (
 // come one per 4 x 4 patch.
 func TestDiscriminatorLearns(t *testing.T) {
 	r := rng.New(3)
-	d := NewDiscriminator(r.Child(0), 16, 32)
+	d := NewDiscriminator(r.Child(0), 16, 32, 2)
 	if y := d.Forward(randn(r, 0, 1, 2, 16, 8, 12)); !tensor.SameShape(y.Shape, []int{2, 1, 2, 3}) {
 		t.Fatalf("logits %v, want [2 1 2 3]", y.Shape)
 	}
@@ -80,5 +80,41 @@ func TestAdversarialResumeIsExact(t *testing.T) {
 	cfg.LRDisc = 0
 	if err := cfg.Validate(); err == nil {
 		t.Error("--w-adv without a discriminator learning rate accepted")
+	}
+}
+
+// TestPixelDiscriminator: with --adv-space pixel the discriminator takes
+// RGB (one logit per 16 x 16 pixels), trains on the decoded output against
+// the HR crops, is checkpointed and resumes bit for bit, and the step's
+// total loss still adds up.
+func TestPixelDiscriminator(t *testing.T) {
+	d := NewDiscriminator(rng.New(1), 3, pixelDiscWidth, pixelDiscDowns)
+	if y := d.Forward(randn(rng.New(2), 0, 1, 1, 3, 64, 32)); !tensor.SameShape(y.Shape, []int{1, 1, 4, 2}) {
+		t.Fatalf("pixel logits %v, want [1 1 4 2]", y.Shape)
+	}
+	cfg := tinyRecipe()
+	cfg.Reg, cfg.WAdv, cfg.LRDisc, cfg.AdvSpace = RegNone, 0.1, 1e-3, AdvPixel
+	tr, err := NewTrainer(cfg, tinyPrior(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Step(tinyBatch(0), rng.New(1)); err == nil {
+		t.Error("a pixel discriminator without decoder and HR crops accepted")
+	}
+	straight, resumed := straightAndResumed(t, cfg)
+	sameParams(t, "pixel discriminator", straight.OptDisc.Params(), resumed.OptDisc.Params())
+	if c := straight.Disc.convs[0].Weight.Shape; c[1] != 3 {
+		t.Errorf("first convolution %v, want 3 input channels", c)
+	}
+	m, err := straight.Step(tinyPixelBatch(9), rng.New(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := m["mse"] + cfg.WAdv*m["adv"]; math.Abs(m["loss"]-want) > 1e-6*(1+math.Abs(want)) {
+		t.Errorf("loss %g, want mse + w_adv adv = %g", m["loss"], want)
+	}
+	cfg.AdvSpace = "rgb"
+	if err := cfg.Validate(); err == nil {
+		t.Error("adversarial space rgb accepted")
 	}
 }

@@ -83,12 +83,20 @@ type Config struct {
 	// smooths the step-to-step noise that the score terms add, which the
 	// student's own weights carry into the output.
 	EMA float64 `json:"ema,omitempty"`
-	// WAdv weighs the student's hinge loss against a latent patch
-	// discriminator (Discriminator; beyond the paper, 0: none) that trains
-	// every step at LRDisc.
-	WAdv   float64 `json:"w_adv,omitempty"`
-	LRDisc float64 `json:"lr_disc,omitempty"`
+	// WAdv weighs the student's hinge loss against a patch discriminator
+	// (Discriminator; beyond the paper, 0: none) that trains every step at
+	// LRDisc, on latents or on decoded pixels (AdvSpace: AdvLatent, the
+	// default, or AdvPixel).
+	WAdv     float64 `json:"w_adv,omitempty"`
+	LRDisc   float64 `json:"lr_disc,omitempty"`
+	AdvSpace string  `json:"adv_space,omitempty"`
 }
+
+// Where the discriminator looks (Config.AdvSpace).
+const (
+	AdvLatent = "latent" // scaled TAESD3 latents (also "")
+	AdvPixel  = "pixel"  // the TAESD3 decoding against the HR crops
+)
 
 // DefaultConfig is TSD-SR's recipe (ranks 64 and 16, lambda 0.7, DASM with
 // 4 steps, AdamW weight decay 1e-4, clipping 1). The learning rates are
@@ -127,6 +135,11 @@ func (c Config) Validate() error {
 	}
 	if c.Steps <= 0 || c.Warmup < 0 {
 		return fmt.Errorf("distill: steps %d, warmup %d", c.Steps, c.Warmup)
+	}
+	switch c.AdvSpace {
+	case "", AdvLatent, AdvPixel:
+	default:
+		return fmt.Errorf("distill: adversarial space %q, want latent or pixel", c.AdvSpace)
 	}
 	if c.WAdv > 0 && c.LRDisc <= 0 {
 		return errors.New("distill: the adversarial term needs a positive discriminator learning rate")

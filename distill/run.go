@@ -93,7 +93,7 @@ func Run(ctx context.Context, o RunOptions) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if o.Config.WPix > 0 {
+	if o.Config.WPix > 0 || (o.Config.WAdv > 0 && o.Config.AdvSpace == AdvPixel) {
 		tr.Decoder = dec
 	}
 	run, err := train.Open(train.Options{Dir: o.Dir, Seed: o.Config.Seed, Resume: o.Resume,

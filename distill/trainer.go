@@ -36,8 +36,14 @@ type Trainer struct {
 	lrDisc  nn.Schedule
 }
 
-// discWidth is the discriminator's first width (about 0.4 M weights).
-const discWidth = 64
+// The discriminators' shapes: on latents 64 -> 128 -> 128 channels (about
+// 0.4 M weights, 4 x 4 latent patches); on pixels 32 -> ... -> 256 over four
+// halvings (1.7 M weights, 16 x 16 pixel patches, about 4 GFLOP a 256-pixel
+// crop forward).
+const (
+	discWidth, discDowns           = 64, 2
+	pixelDiscWidth, pixelDiscDowns = 32, 4
+)
 
 // NewTrainer builds the distillation around a prior: the prior itself
 // becomes the frozen teacher, the student and the fake score are copies
@@ -94,7 +100,12 @@ func NewTrainerFrom(cfg Config, prior, start *mmdit.Model) (*Trainer, error) {
 		t.lrFake = nn.CosineWarmup(cfg.LRFake, cfg.Warmup, cfg.Steps)
 	}
 	if cfg.WAdv > 0 {
-		t.Disc = NewDiscriminator(rng.New(cfg.Seed^0xd15c), prior.Config.InChannels, discWidth)
+		r := rng.New(cfg.Seed ^ 0xd15c)
+		if cfg.AdvSpace == AdvPixel {
+			t.Disc = NewDiscriminator(r, 3, pixelDiscWidth, pixelDiscDowns)
+		} else {
+			t.Disc = NewDiscriminator(r, prior.Config.InChannels, discWidth, discDowns)
+		}
 		adam.LR = cfg.LRDisc
 		t.OptDisc = nn.NewAdamW(t.Disc.Params.Trainable(), adam)
 		t.lrDisc = nn.CosineWarmup(cfg.LRDisc, cfg.Warmup, cfg.Steps)
@@ -149,16 +160,26 @@ func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Scalars, error) {
 	mse := tensor.MSE(zHat, b.ZH)
 	m["mse"] = float64(mse.Item())
 	loss := tensor.Scale(mse, float32(cfg.WMSE))
-	if cfg.WPix > 0 {
+	pixelAdv := t.Disc != nil && cfg.AdvSpace == AdvPixel
+	var img *tensor.Tensor // the decoded output, for the pixel loss and a pixel discriminator
+	if cfg.WPix > 0 || pixelAdv {
 		if t.Decoder == nil || b.HR == nil {
-			return nil, fmt.Errorf("distill: pixel loss needs the decoder and the HR crops")
+			return nil, fmt.Errorf("distill: the pixel loss and a pixel discriminator need the decoder and the HR crops")
 		}
-		pix := PixelLoss(t.Decoder, zHat, b.HR)
+		img = Decode(t.Decoder, zHat)
+	}
+	if cfg.WPix > 0 {
+		pix := PixelLoss(img, b.HR)
 		m["pix"] = float64(pix.Item())
 		loss = tensor.Add(loss, tensor.Scale(pix, float32(cfg.WPix)))
 	}
+	// What the discriminator sees of the student (and, below, of the HR crop).
+	fake, real := zHat, b.ZH
+	if pixelAdv {
+		fake, real = discPixels(img), discPixels(b.HR)
+	}
 	if t.Disc != nil {
-		adv := AdvLoss(t.Disc, zHat)
+		adv := AdvLoss(t.Disc, fake)
 		m["adv"] = float64(adv.Item())
 		loss = tensor.Add(loss, tensor.Scale(adv, float32(cfg.WAdv)))
 	}
@@ -199,7 +220,7 @@ func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Scalars, error) {
 		m["lr_fake"] = t.OptFake.LR
 	}
 	if t.Disc != nil {
-		m["disc"], m["disc_grad_norm"] = t.discStep(b.ZH, zHat.Detach())
+		m["disc"], m["disc_grad_norm"] = t.discStep(real, fake.Detach())
 		m["lr_disc"] = t.OptDisc.LR
 	}
 	return m, nil
@@ -235,18 +256,27 @@ func (t *Trainer) descend(opt *nn.AdamW, sched nn.Schedule, l *tensor.Tensor) (l
 	return float64(l.Item()), norm
 }
 
+// Decode is the TAESD3 decoding of scaled latents z (s = taesd.LatentScale),
+// [N, 3, 8h, 8w] in about [0, 1], recording the graph back to z.
+func Decode(dec *taesd.Decoder, z *tensor.Tensor) *tensor.Tensor {
+	return dec.Forward(tensor.Scale(z, 1/taesd.LatentScale))
+}
+
 // PixelLoss is the pixel term standing in for TSD-SR's LPIPS (whose
 // ImageNet backbone is not available here): the Charbonnier distance
-// mean(sqrt((D(z / s) - x)^2 + 1e-6)) between the TAESD3 decoding of the
-// scaled latents z (s = taesd.LatentScale) and the HR crops x in [0, 1],
-// a smooth L1 that gradients flow through to z.
-func PixelLoss(dec *taesd.Decoder, z, hr *tensor.Tensor) *tensor.Tensor {
-	img := dec.Forward(tensor.Scale(z, 1/taesd.LatentScale)) // [N, 3, 8h, 8w]
+// mean(sqrt((img - x)^2 + 1e-6)) between the decoded output img (Decode)
+// and the HR crops x in [0, 1], a smooth L1 that gradients flow through.
+func PixelLoss(img, hr *tensor.Tensor) *tensor.Tensor {
 	if !tensor.SameShape(img.Shape, hr.Shape) {
 		panic(fmt.Sprintf("distill.PixelLoss: decoded %v, HR %v", img.Shape, hr.Shape))
 	}
 	d := tensor.Sub(img, hr)
 	return tensor.Mean(tensor.Sqrt(tensor.AddScalar(tensor.Square(d), 1e-6)))
+}
+
+// discPixels maps images in [0, 1] to the pixel discriminator's [-1, 1].
+func discPixels(x *tensor.Tensor) *tensor.Tensor {
+	return tensor.AddScalar(tensor.Scale(x, 2), -1)
 }
 
 // Describe is a one-line summary of the trainable parameter counts.

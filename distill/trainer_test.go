@@ -53,6 +53,19 @@ func tinyBatch(s int) Batch {
 	return Batch{ZL: zl, ZH: zh}
 }
 
+// tinyPixelBatch is tinyBatch with HR crops, for the pixel loss and the
+// pixel discriminator.
+func tinyPixelBatch(s int) Batch {
+	b := tinyBatch(s)
+	b.HR = randn(rng.New(8).Child(uint64(s)), 0.5, 0.2, 2, 3, 64, 64)
+	return b
+}
+
+// needsPixels says whether cfg decodes the student's output.
+func needsPixels(cfg Config) bool {
+	return cfg.WPix > 0 || (cfg.WAdv > 0 && cfg.AdvSpace == AdvPixel)
+}
+
 func tinyRecipe() Config {
 	c := DefaultConfig()
 	c.LoRARank, c.FakeRank, c.Steps, c.Warmup, c.LR, c.LRFake, c.Seed = 4, 2, 4, 1, 1e-3, 1e-3, 5
@@ -65,6 +78,13 @@ func runTiny(t *testing.T, dir string, cfg Config, upto int, resume bool) *Train
 	if err != nil {
 		t.Fatal(err)
 	}
+	batch := tinyBatch
+	if needsPixels(cfg) {
+		if _, tr.Decoder, err = taesd.Embedded(); err != nil {
+			t.Fatal(err)
+		}
+		batch = tinyPixelBatch
+	}
 	run, err := train.Open(train.Options{Dir: dir, Seed: 77, Resume: resume, Config: cfg})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +95,7 @@ func runTiny(t *testing.T, dir string, cfg Config, upto int, resume bool) *Train
 		t.Fatal(err)
 	}
 	err = run.Loop(context.Background(), train.Loop{Steps: upto, Step: func(s int, r *rng.Rand) (train.Scalars, int, error) {
-		m, err := tr.Step(tinyBatch(s), r)
+		m, err := tr.Step(batch(s), r)
 		return m, 2, err
 	}})
 	if err != nil {
@@ -153,11 +173,11 @@ func TestStepModes(t *testing.T) {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		b := tinyBatch(0)
-		if cfg.WPix > 0 {
+		if needsPixels(cfg) {
 			if _, tr.Decoder, err = taesd.Embedded(); err != nil {
 				t.Fatal(err)
 			}
-			b.HR = randn(rng.New(8), 0.5, 0.2, 2, 3, 64, 64)
+			b = tinyPixelBatch(0)
 		}
 		m, err := tr.Step(b, rng.New(3))
 		if err != nil {

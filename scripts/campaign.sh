@@ -5,6 +5,7 @@
 #   scripts/campaign.sh setup            training/hold-out split and hold-out pairs
 #   scripts/campaign.sh prior SECONDS    continue the prior in the background
 #   scripts/campaign.sh regress SECONDS  stage 1: the regression student (MSE + pixel)
+#   scripts/campaign.sh reg-long SECONDS THREADS WPIX  stage 1 at 800 steps, pixel weight WPIX (session 3)
 #   scripts/campaign.sh tsd|tsd-adv SECONDS [THREADS]  stage 2 from stage 1, without/with the GAN term
 #   scripts/campaign.sh adv2 SECONDS [THREADS]  stage 2b: tsd-adv from artifacts/student4-adv, half the rates
 #   scripts/campaign.sh student|student-adv SECONDS [THREADS]  session 2's first one-stage runs (drift)
@@ -99,6 +100,21 @@ regress)
     --steps 400 --batch 2 --size 256 --lr 1e-4 --warmup 20 --save-every 50 --seed 16 --w-pix 1
     --ema 0.99 --snapshot-every 100 --threads "${3:-0}" --quiet)
   distill "$1" "$run" "$secs" "${args[@]}"
+  ;;
+reg-long)
+  # Stage 1 at twice session 2's steps (session 3), WPIX the pixel term's
+  # weight: stage 1's hold-out PSNR and SSIM were still rising at step 400
+  # (21.30/0.448 at 200, 21.58/0.474 at 400), every regression student so
+  # far stays below bicubic's SSIM while the pixel term alone raised v1's
+  # to v2's (+0.057 on RealSR), so session 3 runs WPIX 1 and 5 side by side
+  # on one thread each (1.6x the throughput of one run on two threads).
+  secs=${2:?seconds}
+  wpix=${4:-1}
+  run=$C/runs/s5-reg-pix$wpix
+  args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --data "$C/train" --full-finetune --reg none
+    --steps 800 --batch 2 --size 256 --lr 1e-4 --warmup 20 --save-every 50 --seed 19 --w-pix "$wpix"
+    --ema 0.99 --snapshot-every 200 --threads "${3:-0}" --quiet)
+  distill "$1-pix$wpix" "$run" "$secs" "${args[@]}"
   ;;
 tsd|tsd-adv)
   # Stage 2 (session 2 on): TSD-SR's score terms (TSD lambda 0.7 + DASM, fake

@@ -24,7 +24,8 @@ const trainDistillUsage = "Usage: tsdsr train distill --prior DIR|FILE --data DI
 	"\nAblations: --reg none (MSE only), --reg vsd (lambda 1), --reg tsd --dasm=false, --reg tsd (default).\n" +
 	"The pixel loss (--w-pix) is a Charbonnier (smooth L1) distance on TAESD3-decoded output, a\n" +
 	"stand-in for TSD-SR's LPIPS, whose ImageNet backbone is not available. --w-adv adds, beyond\n" +
-	"the paper, a hinge GAN loss from a latent patch discriminator trained against the HR latents.\n" +
+	"the paper, a hinge GAN loss from a patch discriminator trained against the HR latents, or\n" +
+	"with --adv-space pixel against the HR crops on the decoded output.\n" +
 	"\n--prior is a run directory of `tsdsr train prior` (EMA weights when present), a diffusers\n" +
 	"directory (config.json + diffusion_pytorch_model.safetensors) or a safetensors file with its\n" +
 	"config in the metadata or a config.json beside it. --init starts the student from an earlier\n" +
@@ -58,8 +59,9 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	wTSD := fs.Float64("w-tsd", def.WTSD, "weight of L_TSD")
 	ema := fs.Float64("ema", def.EMA, "EMA decay of the student's weights, saved as student.safetensors (0: none, the last weights)")
 	wPix := fs.Float64("w-pix", def.WPix, "weight of the pixel loss (Charbonnier on TAESD3-decoded output; 0: off)")
-	wAdv := fs.Float64("w-adv", 0, "weight of the adversarial loss against a latent patch discriminator (beyond the paper; 0: off)")
+	wAdv := fs.Float64("w-adv", 0, "weight of the adversarial loss against a patch discriminator (beyond the paper; 0: off)")
 	lrDisc := fs.Float64("lr-disc", 1e-4, "discriminator peak learning rate (with --w-adv)")
+	advSpace := fs.String("adv-space", distill.AdvLatent, "what the discriminator sees (with --w-adv): latent (TAESD3 latents) or pixel (the decoded output against the HR crop)")
 	seed := fs.Uint64("seed", 0, "seed of the adapters, the data stream and the noise")
 	var rd runFlags
 	rd.register(fs, 100)
@@ -80,6 +82,9 @@ func runTrainDistill(ctx context.Context, args []string) error {
 		Warmup: *warmup, Steps: *steps, WeightDecay: def.WeightDecay, ClipNorm: def.ClipNorm, Seed: *seed, EMA: *ema}
 	if *wAdv > 0 {
 		cfg.WAdv, cfg.LRDisc = *wAdv, *lrDisc
+		if *advSpace != distill.AdvLatent { // "" keeps earlier latent runs' recipes resumable
+			cfg.AdvSpace = *advSpace
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
