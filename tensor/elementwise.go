@@ -187,11 +187,7 @@ func sigmoid(x float32) float32 {
 
 // Sigmoid returns 1/(1+e^-a); d/dx = y(1-y).
 func Sigmoid(a *Tensor) *Tensor {
-	return unary(a, func(y, x []float32) {
-		for i, v := range x {
-			y[i] = sigmoid(v)
-		}
-	}, func(gx, g, _, y []float32) {
+	return unary(a, sigmoidForwardGo, func(gx, g, _, y []float32) {
 		for i, v := range g {
 			gx[i] = v * y[i] * (1 - y[i])
 		}
@@ -199,17 +195,28 @@ func Sigmoid(a *Tensor) *Tensor {
 }
 
 // SiLU returns x*sigmoid(x) (swish); d/dx = s(1 + x(1-s)) with s = sigmoid(x).
-func SiLU(a *Tensor) *Tensor {
-	return unary(a, func(y, x []float32) {
-		for i, v := range x {
-			y[i] = v * sigmoid(v)
-		}
-	}, func(gx, g, x, _ []float32) {
-		for i, v := range g {
-			s := sigmoid(x[i])
-			gx[i] = v * s * (1 + x[i]*(1-s))
-		}
-	})
+func SiLU(a *Tensor) *Tensor { return unary(a, siluForwardGo, siluBackwardGo) }
+
+// The Go kernels of Sigmoid, SiLU and GELU, named so that vector kernels
+// can fall back on them.
+
+func sigmoidForwardGo(y, x []float32) {
+	for i, v := range x {
+		y[i] = sigmoid(v)
+	}
+}
+
+func siluForwardGo(y, x []float32) {
+	for i, v := range x {
+		y[i] = v * sigmoid(v)
+	}
+}
+
+func siluBackwardGo(gx, g, x, _ []float32) {
+	for i, v := range g {
+		s := sigmoid(x[i])
+		gx[i] = v * s * (1 + x[i]*(1-s))
+	}
 }
 
 // Tanh returns tanh(a); d/dx = 1 - y^2.
@@ -236,16 +243,18 @@ const (
 //
 //	y = x/2 * (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
 //	dy/dx = (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3*0.044715 x^2),  t = tanh(u)
-func GELU(a *Tensor) *Tensor {
-	return unary(a, func(y, x []float32) {
-		for i, v := range x {
-			y[i] = 0.5 * v * (1 + tanhf(geluC*(v+geluA*v*v*v)))
-		}
-	}, func(gx, g, x, _ []float32) {
-		for i, v := range g {
-			xv := x[i]
-			t := tanhf(geluC * (xv + geluA*xv*xv*xv))
-			gx[i] = v * (0.5*(1+t) + 0.5*xv*(1-t*t)*geluC*(1+3*geluA*xv*xv))
-		}
-	})
+func GELU(a *Tensor) *Tensor { return unary(a, geluForwardGo, geluBackwardGo) }
+
+func geluForwardGo(y, x []float32) {
+	for i, v := range x {
+		y[i] = 0.5 * v * (1 + tanhf(geluC*(v+geluA*v*v*v)))
+	}
+}
+
+func geluBackwardGo(gx, g, x, _ []float32) {
+	for i, v := range g {
+		xv := x[i]
+		t := tanhf(geluC * (xv + geluA*xv*xv*xv))
+		gx[i] = v * (0.5*(1+t) + 0.5*xv*(1-t*t)*geluC*(1+3*geluA*xv*xv))
+	}
 }
