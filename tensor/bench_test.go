@@ -12,10 +12,13 @@ package tensor_test
 //	GOEXPERIMENT=simd go test -run '^$' -bench 'Conv2d|Attention' -benchtime 5x ./tensor/
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"tsdsr/internal/benchutil"
+	"tsdsr/internal/parallel"
 	"tsdsr/tensor"
 	"tsdsr/tensor/tensortest"
 )
@@ -78,4 +81,42 @@ func BenchmarkAttention(b *testing.B) {
 		benchutil.Rate(b, 3.5*flops, op)
 		b.ReportMetric(benchutil.PeakHeap(op)/1e6, "peak_heap_MB")
 	})
+}
+
+// BenchmarkActivations times Sigmoid, SiLU and GELU forward+backward on 2^20
+// elements in [-4, 4) on one thread, the Go kernels and the vector ones
+// (GOEXPERIMENT=simd on AVX2+FMA) one after the other in every iteration:
+// the load drifts, so it reports the best time of each and their ratio,
+// speedup = Go / vector. ns/op is both together.
+//
+//	GOEXPERIMENT=simd go test -run '^$' -bench Activations -benchtime 50x ./tensor/
+func BenchmarkActivations(b *testing.B) {
+	if !tensor.SetActSIMD(true) {
+		b.Skip("no vector activation kernels in this build or on this CPU")
+	}
+	defer tensor.SetActSIMD(true)
+	defer parallel.SetThreads(parallel.SetThreads(1))
+	r := rand.New(rand.NewPCG(7, 8))
+	x := tensor.Scale(tensortest.Rand(r, 1<<20), 4).SetRequiresGrad(true)
+	g := tensortest.Rand(r, 1<<20)
+	for _, c := range []struct {
+		name string
+		op   func(*tensor.Tensor) *tensor.Tensor
+	}{{"Sigmoid", tensor.Sigmoid}, {"SiLU", tensor.SiLU}, {"GELU", tensor.GELU}} {
+		b.Run(c.name, func(b *testing.B) {
+			best := [2]time.Duration{math.MaxInt64, math.MaxInt64} // Go, vector
+			for b.Loop() {
+				for i := range best {
+					tensor.SetActSIMD(i == 1)
+					x.ZeroGrad()
+					t0 := time.Now()
+					c.op(x).BackwardWith(g)
+					best[i] = min(best[i], time.Since(t0))
+				}
+			}
+			b.ReportMetric(best[0].Seconds()*1e3, "go_ms")
+			b.ReportMetric(best[1].Seconds()*1e3, "vector_ms")
+			b.ReportMetric(best[0].Seconds()/best[1].Seconds(), "speedup")
+		})
+	}
 }
