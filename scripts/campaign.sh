@@ -6,7 +6,7 @@
 #   scripts/campaign.sh prior SECONDS    continue the prior in the background
 #   scripts/campaign.sh regress SECONDS  stage 1: the regression student (MSE + pixel)
 #   scripts/campaign.sh reg-long SECONDS THREADS WPIX  stage 1 at 800 steps, pixel weight WPIX (session 3)
-#   scripts/campaign.sh gan SECONDS THREADS latent|pixel WPIX  stage 2 of session 3: MSE + pixel + discriminator
+#   scripts/campaign.sh gan SECONDS THREADS latent|pixel WPIX [INIT]  stage 2 of session 3: MSE + pixel + discriminator
 #   scripts/campaign.sh tsd|tsd-adv SECONDS [THREADS]  stage 2 from stage 1, without/with the GAN term
 #   scripts/campaign.sh adv2 SECONDS [THREADS]  stage 2b: tsd-adv from artifacts/student4-adv, half the rates
 #   scripts/campaign.sh student|student-adv SECONDS [THREADS]  session 2's first one-stage runs (drift)
@@ -124,9 +124,11 @@ gan)
   # moves the hold-out NIQE by +0.1 (tsd vs stage 1) while the latent
   # discriminator moved it by -2.2, so this pair asks which discriminator,
   # all else equal (same start, seed and rates as tsd-adv).
+  # INIT (default: stage 1's final EMA) may be one of its snapshots.
   secs=${2:?seconds}; space=${4:?latent or pixel}; wpix=${5:-1}
+  init=${6:-$C/runs/s5-reg-pix$wpix/student.safetensors}
   run=$C/runs/s5-gan-$space
-  args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --init "$C/runs/s5-reg-pix$wpix/student.safetensors"
+  args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --init "$init"
     --data "$C/train" --full-finetune --reg none --steps 600 --batch 2 --size 256 --lr 2e-5
     --warmup 20 --save-every 50 --seed 20 --w-pix "$wpix" --ema 0.995 --snapshot-every 100
     --w-adv 0.1 --lr-disc 5e-5 --adv-space "$space" --threads "${3:-0}" --quiet)
