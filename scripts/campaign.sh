@@ -156,7 +156,10 @@ adv2)
   # 200-300 at the full rates.
   secs=${2:?seconds}
   run=$C/runs/s4-adv2
-  args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --init "$ROOT/artifacts/student4-adv/student.safetensors"
+  # Its start left the tree in session 3 (git history keeps it).
+  start=$C/student4-adv.safetensors
+  [ -f "$start" ] || git -C "$ROOT" show f705a2d:artifacts/student4-adv/student.safetensors >"$start"
+  args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --init "$start"
     --data "$C/train" --full-finetune --steps 1500 --batch 2 --size 256 --lr 1e-5 --lr-fake 1e-5
     --warmup 20 --save-every 50 --seed 18 --reg tsd --w-tsd 3 --w-pix 1 --ema 0.995 --snapshot-every 100
     --w-adv 0.1 --lr-disc 2.5e-5 --threads "${3:-0}" --quiet)
