@@ -180,6 +180,51 @@ func TestLoaderDeterministic(t *testing.T) {
 	}
 }
 
+func TestLoaderMixture(t *testing.T) {
+	ph, err := OpenDir(photoDir(t), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mild := testOptions()
+	mild.Stage1.Blur.Prob, mild.Stage2.Blur.Prob, mild.Final.SincProb = 0, 0, 0
+	mix := degrade.Mixture{{Name: "harsh", Weight: 1, Options: testOptions()}, {Name: "mild", Weight: 1, Options: mild}}
+	one := collect(t, ph, Config{Batch: 3, Workers: 1, Seed: 9, Mixture: mix}, 6)
+	many := collect(t, ph, Config{Batch: 3, Workers: 3, Seed: 9, Mixture: mix}, 6)
+	seen := map[string]int{}
+	for i := range one {
+		if hashBatch(one[i]) != hashBatch(many[i]) {
+			t.Fatalf("batch %d differs between 1 and 3 workers", i)
+		}
+		for j, p := range one[i].Params {
+			seen[p.Model]++
+			o := mix[0].Options
+			if p.Model == "mild" {
+				o = mild
+			} else if p.Model != "harsh" {
+				t.Fatalf("pair %d of batch %d: model %q", j, i, p.Model)
+			}
+			// The pair is Photos.Pair of its component's options.
+			want, err := ph.Pair(9, i*3+j, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 3 * 16 * 16
+			for k, v := range want.LR.Pix {
+				if one[i].LR[j*n+k] != v {
+					t.Fatalf("pair %d of batch %d is not its component's pair", j, i)
+				}
+			}
+		}
+	}
+	if seen["harsh"] < 3 || seen["mild"] < 3 {
+		t.Fatalf("18 pairs of an even mixture: %v", seen)
+	}
+	mild.Crop.Size = 128
+	if _, err := NewLoader(context.Background(), ph, Config{Mixture: mix}); err == nil {
+		t.Fatal("a mixture of two crop sizes was accepted")
+	}
+}
+
 func TestLoaderCancel(t *testing.T) {
 	ph, err := OpenDir(photoDir(t), 0)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"tsdsr/degrade"
 	"tsdsr/internal/parallel"
+	"tsdsr/rng"
 )
 
 // Config configures a Loader. Zero fields take the defaults noted.
@@ -18,7 +19,14 @@ type Config struct {
 	Seed     uint64           // stream seed
 	Start    int              // index of the first batch (to resume a run)
 	Options  *degrade.Options // nil: degrade.DefaultOptions()
+	// Mixture, when not empty, replaces Options: each pair draws its
+	// degradation model from it, by a stream of its own (so the choice
+	// does not shift the pair's photo, crop or degradation draws).
+	Mixture degrade.Mixture
 }
+
+// mixtureSeed separates the mixture's choices from the pairs' own draws.
+const mixtureSeed = 0x3c6ef372fe94f82b
 
 // Batch is N pairs as NCHW float32 arrays, three channels, values in
 // [0, 1] (LRUp, a bicubic upsampling, may overshoot slightly).
@@ -64,6 +72,12 @@ func NewLoader(ctx context.Context, photos *Photos, cfg Config) (*Loader, error)
 	}
 	if cfg.Prefetch <= 0 {
 		cfg.Prefetch = 2 * cfg.Workers
+	}
+	if len(cfg.Mixture) > 0 {
+		if err := cfg.Mixture.Validate(); err != nil {
+			return nil, err
+		}
+		cfg.Options = cfg.Mixture[0].Options
 	}
 	if cfg.Options == nil {
 		cfg.Options = degrade.DefaultOptions()
@@ -143,10 +157,16 @@ func buildBatch(ctx context.Context, photos *Photos, cfg *Config, b int) (*Batch
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		p, err := photos.Pair(cfg.Seed, b*n+i, o)
+		k, o, model := b*n+i, o, ""
+		if len(cfg.Mixture) > 0 {
+			c := cfg.Mixture[cfg.Mixture.Choose(rng.New(cfg.Seed^mixtureSeed).Child(uint64(k)).Float64())]
+			o, model = c.Options, c.Name
+		}
+		p, err := photos.Pair(cfg.Seed, k, o)
 		if err != nil {
 			return nil, err
 		}
+		p.Params.Model = model
 		if p.HR.Channels != 3 || p.LR.Width != lr || p.LR.Height != lr {
 			return nil, errors.New("data: pair has an unexpected shape")
 		}

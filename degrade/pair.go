@@ -57,6 +57,7 @@ type PairParams struct {
 	Source      string     `json:"source,omitempty"` // set by the caller
 	Seed        uint64     `json:"seed"`             // set by the caller
 	Index       int        `json:"index"`            // set by the caller
+	Model       string     `json:"model,omitempty"`  // the Mixture component's name; set by the caller
 	PhotoWidth  int        `json:"photo_width"`
 	PhotoHeight int        `json:"photo_height"`
 	USM         bool       `json:"usm"`

@@ -29,6 +29,9 @@ type Recipe struct {
 	Batch   int          `json:"batch"`
 	Size    int          `json:"size"`
 	Init    string       `json:"init,omitempty"`
+	// Degrade is the degradation mixture of the pairs (crop side Size);
+	// absent: Real-ESRGAN's model alone.
+	Degrade degrade.Mixture `json:"degrade,omitempty"`
 }
 
 // loaderSeed decorrelates the data stream from the training draws: both
@@ -51,11 +54,14 @@ type RunOptions struct {
 	Prior, Start *mmdit.Model
 	Init         string
 	PriorName    string // where the prior came from, for the log
-	DataDir      string // HR photos, degraded on the fly (Real-ESRGAN)
-	Dir          string // run directory
-	Batch, Size  int    // pairs per step; HR crop side (LR is Size/4)
-	Steps        int
-	SaveEvery    int
+	DataDir      string // HR photos, degraded on the fly
+	// Degrade is the degradation mixture (nil: Real-ESRGAN's second-order
+	// model); each component's crop side is set to Size.
+	Degrade     degrade.Mixture
+	Dir         string // run directory
+	Batch, Size int    // pairs per step; HR crop side (LR is Size/4)
+	Steps       int
+	SaveEvery   int
 	// SnapshotEvery, when positive, writes the student of every
 	// SnapshotEvery-th step (its EMA with Config.EMA) to
 	// Dir/students/step-N.safetensors in BF16, so a checkpoint can be
@@ -96,8 +102,19 @@ func Run(ctx context.Context, o RunOptions) (Result, error) {
 	if o.Config.WPix > 0 || (o.Config.WAdv > 0 && o.Config.AdvSpace == AdvPixel) {
 		tr.Decoder = dec
 	}
+	mix := make(degrade.Mixture, len(o.Degrade))
+	for i, c := range o.Degrade {
+		opts := *c.Options
+		opts.Crop.Size = o.Size
+		mix[i] = degrade.Component{Name: c.Name, Weight: c.Weight, Options: &opts}
+	}
+	if len(mix) > 0 {
+		if err := mix.Validate(); err != nil {
+			return res, err
+		}
+	}
 	run, err := train.Open(train.Options{Dir: o.Dir, Seed: o.Config.Seed, Resume: o.Resume,
-		Config: Recipe{Distill: o.Config, Model: o.Prior.Config, Batch: o.Batch, Size: o.Size, Init: o.Init}})
+		Config: Recipe{Distill: o.Config, Model: o.Prior.Config, Batch: o.Batch, Size: o.Size, Init: o.Init, Degrade: mix}})
 	if err != nil {
 		return res, err
 	}
@@ -115,13 +132,13 @@ func Run(ctx context.Context, o RunOptions) (Result, error) {
 	opts.Crop.Size = o.Size
 	// The loader ignores Ctrl-C: the loop notices it between steps and
 	// checkpoints first; a step failing on a cancelled batch would not.
-	loader, err := data.NewLoader(context.WithoutCancel(ctx), photos, data.Config{Batch: o.Batch, Seed: o.Config.Seed ^ loaderSeed, Start: first, Options: opts})
+	loader, err := data.NewLoader(context.WithoutCancel(ctx), photos, data.Config{Batch: o.Batch, Seed: o.Config.Seed ^ loaderSeed, Start: first, Options: opts, Mixture: mix})
 	if err != nil {
 		return res, err
 	}
 	defer loader.Close()
 
-	run.Log.Info("distill", "prior", o.PriorName, "trainable", tr.Describe(), "threads", parallel.Threads())
+	run.Log.Info("distill", "prior", o.PriorName, "trainable", tr.Describe(), "degrade", mix.String(), "threads", parallel.Threads())
 	if o.Progress != nil {
 		fmt.Fprintf(o.Progress, "distill: %s; %dx%d HR -> %dx%d LR, batch %d, run in %s\n",
 			tr.Describe(), o.Size, o.Size, o.Size/4, o.Size/4, o.Batch, o.Dir)

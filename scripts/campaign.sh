@@ -6,7 +6,7 @@
 #   scripts/campaign.sh prior SECONDS    continue the prior in the background
 #   scripts/campaign.sh regress SECONDS  stage 1: the regression student (MSE + pixel)
 #   scripts/campaign.sh reg-long SECONDS THREADS WPIX  stage 1 at 800 steps, pixel weight WPIX (session 3)
-#   scripts/campaign.sh gan SECONDS THREADS latent|pixel WPIX [INIT] [RUN]  stage 2 of session 3: MSE + pixel + discriminator
+#   scripts/campaign.sh gan SECONDS THREADS latent|pixel WPIX [INIT] [RUN] [MILD]  stage 2 of session 3: MSE + pixel + discriminator
 #   scripts/campaign.sh tsd|tsd-adv SECONDS [THREADS]  stage 2 from stage 1, without/with the GAN term
 #   scripts/campaign.sh adv2 SECONDS [THREADS]  stage 2b: tsd-adv from artifacts/student4-adv, half the rates
 #   scripts/campaign.sh student|student-adv SECONDS [THREADS]  session 2's first one-stage runs (drift)
@@ -138,7 +138,10 @@ gan)
   # discriminator moved it by -2.2, so this pair asks which discriminator,
   # all else equal (same start, seed and rates as tsd-adv).
   # INIT (default: stage 1's final EMA) may be one of its snapshots; RUN
-  # (default s5-gan-SPACE) names the run folder under $C/runs and the log.
+  # (default s5-gan-SPACE) names the run folder under $C/runs and the log;
+  # MILD (session 5), the share of pairs under scripts/degrade-mild.json
+  # instead of Real-ESRGAN's model (default 0), since students trained on
+  # the harsh model alone lose to v2 on the mild hold-out pairs.
   secs=${2:?seconds}; space=${4:?latent or pixel}; wpix=${5:-1}
   init=${6:-$C/runs/s5-reg-pix$wpix/student.safetensors}
   name=${7:-s5-gan-$space}
@@ -147,6 +150,10 @@ gan)
     --data "$C/train" --full-finetune --reg none --steps 600 --batch 2 --size 256 --lr 2e-5
     --warmup 20 --save-every 50 --seed 20 --w-pix "$wpix" --ema 0.995 --snapshot-every 100
     --w-adv 0.1 --lr-disc 5e-5 --adv-space "$space" --threads "${3:-0}" --quiet)
+  mild=${8:-0}
+  if [ "$mild" != 0 ]; then
+    args+=(--degrade "realesrgan:$(echo "1 - $mild" | bc -l)" --degrade "$ROOT/scripts/degrade-mild.json:$mild")
+  fi
   distill "$name" "$run" "$secs" "${args[@]}"
   ;;
 tsd|tsd-adv)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"tsdsr/degrade"
 	"tsdsr/distill"
 	"tsdsr/model/mmdit"
 	"tsdsr/model/taesd"
@@ -20,7 +21,9 @@ const trainDistillUsage = "Usage: tsdsr train distill --prior DIR|FILE --data DI
 	"\nDistils the prior into a one-step super-resolution student by Target Score Distillation\n" +
 	"(TSD-SR): z_hat = z_L - G(z_L, t=1000) on TAESD3 latents of bicubic-upsampled LR crops,\n" +
 	"L = w_mse MSE(z_hat, z_H) + w_pix pixel + w_tsd L_TSD, with a fake score trained online.\n" +
-	"HR/LR pairs stream from --data through the Real-ESRGAN degradation (--size HR -> size/4 LR).\n" +
+	"HR/LR pairs stream from --data through the Real-ESRGAN degradation (--size HR -> size/4 LR),\n" +
+	"or a mixture of degradations (--degrade, repeated): a share of milder pairs keeps fidelity\n" +
+	"on camera captures, which the Real-ESRGAN model alone teaches the student to oversmooth.\n" +
 	"\nAblations: --reg none (MSE only), --reg vsd (lambda 1), --reg tsd --dasm=false, --reg tsd (default).\n" +
 	"The pixel loss (--w-pix) is a Charbonnier (smooth L1) distance on TAESD3-decoded output, a\n" +
 	"stand-in for TSD-SR's LPIPS, whose ImageNet backbone is not available. --w-adv adds, beyond\n" +
@@ -63,6 +66,10 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	lrDisc := fs.Float64("lr-disc", 1e-4, "discriminator peak learning rate (with --w-adv)")
 	advSpace := fs.String("adv-space", distill.AdvLatent, "what the discriminator sees (with --w-adv): latent (TAESD3 latents) or pixel (the decoded output against the HR crop)")
 	seed := fs.Uint64("seed", 0, "seed of the adapters, the data stream and the noise")
+	var specs []string
+	fs.Func("degrade", "degradation `FILE[:WEIGHT]` (tsdsr degrade --config JSON, or "+degrade.DefaultName+
+		" for Real-ESRGAN's); repeat it for a mixture, each pair drawing one in proportion to WEIGHT (default: "+degrade.DefaultName+" alone)",
+		func(v string) error { specs = append(specs, v); return nil })
 	var rd runFlags
 	rd.register(fs, 100)
 	snapshotEvery := fs.Int("snapshot-every", 0, "write OUT/students/step-N.safetensors (BF16; the EMA with --ema) every N steps, to choose a checkpoint on held-out pairs (0: none)")
@@ -75,6 +82,14 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	}
 	if *size <= 0 || *size%(4*taesd.Factor) != 0 {
 		return fmt.Errorf("--size %d: must be a positive multiple of %d (4x LR, 8x latents)", *size, 4*taesd.Factor)
+	}
+	var mix degrade.Mixture
+	for _, v := range specs {
+		c, err := degrade.ParseComponent(v)
+		if err != nil {
+			return fmt.Errorf("--degrade: %w", err)
+		}
+		mix = append(mix, c)
 	}
 	progress := rd.start()
 	cfg := distill.Config{LoRARank: *loraRank, FakeRank: *fakeRank, FullFinetune: *full, Reg: *reg, Lambda: *lambda,
@@ -107,7 +122,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 		}
 	}
 	res, err := distill.Run(ctx, distill.RunOptions{Config: cfg, Prior: model, Start: start, Init: *initFrom, PriorName: *prior,
-		DataDir: *dataDir, Dir: rd.out, Batch: *batch, Size: *size, Steps: *steps, SaveEvery: rd.saveEvery, SnapshotEvery: *snapshotEvery, Resume: rd.resume, Progress: progress})
+		DataDir: *dataDir, Degrade: mix, Dir: rd.out, Batch: *batch, Size: *size, Steps: *steps, SaveEvery: rd.saveEvery, SnapshotEvery: *snapshotEvery, Resume: rd.resume, Progress: progress})
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -201,5 +202,45 @@ func TestTrainDistillInit(t *testing.T) {
 	err = runTrainDistill(context.Background(), append(base, "--out", filepath.Join(dir, "x"), "--init", filepath.Join(dir, "nope.safetensors")))
 	if err == nil || !strings.Contains(err.Error(), "--init") {
 		t.Errorf("missing --init file: err = %v", err)
+	}
+}
+
+// TestTrainDistillDegrade trains on a mixture of two degradations: the
+// recipe records both, and a resume under another mixture is refused.
+func TestTrainDistillDegrade(t *testing.T) {
+	prior, photos := distillFixture(t)
+	dir := t.TempDir()
+	mild := filepath.Join(dir, "mild.json")
+	if err := os.WriteFile(mild, []byte(`{"stage2": {"blur": {"prob": 0}}, "final": {"sinc_prob": 0, "jpeg": [80, 95]}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "run")
+	base := []string{"--prior", prior, "--data", photos, "--steps", "1", "--batch", "2", "--size", "64", "--reg", "none",
+		"--lora-rank", "4", "--warmup", "0", "--seed", "3", "--quiet", "--threads", "2", "--out", out}
+	if err := runTrainDistill(context.Background(), append(base, "--degrade", "realesrgan:3", "--degrade", mild)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.ReadFile(filepath.Join(out, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state struct {
+		Config distill.Recipe `json:"config"`
+	}
+	if err := json.Unmarshal(st, &state); err != nil {
+		t.Fatal(err)
+	}
+	d := state.Config.Degrade
+	if len(d) != 2 || d[0].Name != "realesrgan" || d[0].Weight != 3 || d[1].Name != mild || d[1].Weight != 1 ||
+		d[1].Options.Final.JPEG != [2]float64{80, 95} || d[0].Options.Crop.Size != 64 || d[1].Options.Crop.Size != 64 {
+		t.Fatalf("recipe's mixture: %+v", d)
+	}
+	err = runTrainDistill(context.Background(), append(base, "--resume", "--degrade", "realesrgan:1", "--degrade", mild))
+	if err == nil || !strings.Contains(err.Error(), "differ") {
+		t.Errorf("resume under another mixture: err = %v", err)
+	}
+	err = runTrainDistill(context.Background(), append(base, "--degrade", filepath.Join(dir, "nope.json")))
+	if err == nil || !strings.Contains(err.Error(), "nope.json") {
+		t.Errorf("missing --degrade file: err = %v", err)
 	}
 }
