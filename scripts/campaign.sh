@@ -145,6 +145,12 @@ gan)
   secs=${2:?seconds}; space=${4:?latent or pixel}; wpix=${5:-1}
   init=${6:-$C/runs/s5-reg-pix$wpix/student.safetensors}
   name=${7:-s5-gan-$space}
+  # Session 3's stage 1 left the tree in session 5; a run that started from
+  # it resumes only with the file at the path its recipe records.
+  if [ "$init" = "$ROOT/artifacts/student5-reg/student.safetensors" ] && [ ! -f "$init" ]; then
+    mkdir -p "$(dirname "$init")"
+    git -C "$ROOT" show c57ca8e:artifacts/student5-reg/student.safetensors >"$init"
+  fi
   run=$C/runs/$name
   args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --init "$init"
     --data "$C/train" --full-finetune --reg none --steps 600 --batch 2 --size 256 --lr 2e-5
