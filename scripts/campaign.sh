@@ -158,7 +158,7 @@ gan)
     --w-adv 0.1 --lr-disc 5e-5 --adv-space "$space" --threads "${3:-0}" --quiet)
   mild=${8:-0}
   if [ "$mild" != 0 ]; then
-    args+=(--degrade "realesrgan:$(echo "1 - $mild" | bc -l)" --degrade "$ROOT/scripts/degrade-mild.json:$mild")
+    args+=(--degrade "realesrgan:$(awk "BEGIN { print 1 - $mild }")" --degrade "$ROOT/scripts/degrade-mild.json:$mild")
   fi
   distill "$name" "$run" "$secs" "${args[@]}"
   ;;
