@@ -23,6 +23,7 @@ import (
 // through on harshly degraded photos.
 type Discriminator struct {
 	Params *nn.Params
+	patch  int
 	convs  []*nn.Conv2d
 	norms  []*nn.GroupNorm // after every convolution but the first and the last
 }
@@ -33,7 +34,7 @@ type Discriminator struct {
 // logit, SiLU between; weights drawn from r. Its patch is 2^downs inputs.
 func NewDiscriminator(r *rng.Rand, channels, width, downs int) *Discriminator {
 	p := nn.NewParams(r)
-	d := &Discriminator{Params: p}
+	d := &Discriminator{Params: p, patch: 1 << downs}
 	d.convs = []*nn.Conv2d{nn.NewConv2d(p, "conv_in", nn.Conv2dConfig{In: channels, Out: width, Kernel: 3, Padding: 1})}
 	in := width
 	for i := range downs {
@@ -49,6 +50,9 @@ func NewDiscriminator(r *rng.Rand, channels, width, downs int) *Discriminator {
 	d.convs = append(d.convs, nn.NewConv2d(p, "conv_out", nn.Conv2dConfig{In: in, Out: 1, Kernel: 3, Padding: 1}))
 	return d
 }
+
+// Patch is the side of the input patch behind one logit.
+func (d *Discriminator) Patch() int { return d.patch }
 
 // Forward maps inputs [N, C, h, w] (h, w multiples of the patch) to patch
 // logits [N, 1, h/patch, w/patch]: positive for "real".

@@ -2,6 +2,8 @@ package distill
 
 import (
 	"math"
+	"slices"
+	"strings"
 	"testing"
 
 	"tsdsr/nn"
@@ -116,5 +118,57 @@ func TestPixelDiscriminator(t *testing.T) {
 	cfg.AdvSpace = "rgb"
 	if err := cfg.Validate(); err == nil {
 		t.Error("adversarial space rgb accepted")
+	}
+}
+
+// TestAdvShift: the discriminator's random crop takes the same window of
+// real and fake, at every phase of its patch over a run's steps, keeps
+// resume exact, and refuses a crop that leaves a partial patch.
+func TestAdvShift(t *testing.T) {
+	cfg := tinyRecipe()
+	cfg.Reg, cfg.WAdv, cfg.LRDisc, cfg.AdvSpace, cfg.AdvShift = RegNone, 0.1, 1e-3, AdvPixel, DiscPatch(AdvPixel)
+	if cfg.AdvShift != 16 || DiscPatch(AdvLatent) != 4 || DiscPatch("") != 4 {
+		t.Fatalf("patches %d (pixel), %d (latent), want 16 and 4", DiscPatch(AdvPixel), DiscPatch(AdvLatent))
+	}
+	tr, err := NewTrainer(cfg, tinyPrior(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := randn(rng.New(3), 0, 1, 2, 3, 64, 64)
+	seen := map[[2]int]bool{}
+	for s := range 400 {
+		fake, real, err := tr.shiftCrop(x, x, rng.New(uint64(s)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tensor.SameShape(fake.Shape, []int{2, 3, 48, 48}) || !slices.Equal(fake.Data, real.Data) {
+			t.Fatalf("crops %v and %v differ or are not 48 x 48", fake.Shape, real.Shape)
+		}
+		// Find the offset: the crop's first element in x's first plane.
+		off := [2]int{-1, -1}
+		for dy := range 16 {
+			for dx := range 16 {
+				if x.Data[dy*64+dx] == fake.Data[0] && x.Data[(dy+47)*64+dx+47] == fake.Data[47*48+47] {
+					off = [2]int{dy, dx}
+				}
+			}
+		}
+		if off[0] < 0 {
+			t.Fatalf("seed %d: the crop is no 48 x 48 window at an offset in [0, 16)", s)
+		}
+		seen[off] = true
+	}
+	if len(seen) < 150 {
+		t.Errorf("%d distinct offsets in 400 steps, want most of the 256", len(seen))
+	}
+	straight, resumed := straightAndResumed(t, cfg)
+	sameParams(t, "shifted pixel discriminator", straight.OptDisc.Params(), resumed.OptDisc.Params())
+	straight.Config.AdvShift = 8 // 64 - 8 = 56 pixels: three and a half patches
+	if _, err := straight.Step(tinyPixelBatch(0), rng.New(1)); err == nil || !strings.Contains(err.Error(), "patch") {
+		t.Errorf("a shift leaving a partial patch: error %v", err)
+	}
+	cfg.AdvShift = -1
+	if err := cfg.Validate(); err == nil {
+		t.Error("a negative shift accepted")
 	}
 }

@@ -113,6 +113,15 @@ func NewTrainerFrom(cfg Config, prior, start *mmdit.Model) (*Trainer, error) {
 	return t, nil
 }
 
+// DiscPatch is the patch side of the discriminator for an adversarial
+// space (Config.AdvSpace): 16 pixels, or 4 latent pixels (32 pixels).
+func DiscPatch(space string) int {
+	if space == AdvPixel {
+		return 1 << pixelDiscDowns
+	}
+	return 1 << discDowns
+}
+
 // Register adds the trainer's changing state to a run's checkpoints:
 // the student's trainable weights, the fake score's adapters and both
 // optimisers (moments and step counts). Everything else is the prior.
@@ -178,6 +187,12 @@ func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Scalars, error) {
 	if pixelAdv {
 		fake, real = discPixels(img), discPixels(b.HR)
 	}
+	if t.Disc != nil && cfg.AdvShift > 0 {
+		var err error
+		if fake, real, err = t.shiftCrop(fake, real, r.Child(3)); err != nil {
+			return nil, err
+		}
+	}
 	if t.Disc != nil {
 		adv := AdvLoss(t.Disc, fake)
 		m["adv"] = float64(adv.Item())
@@ -224,6 +239,23 @@ func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Scalars, error) {
 		m["lr_disc"] = t.OptDisc.LR
 	}
 	return m, nil
+}
+
+// shiftCrop crops fake and real [N, C, h, w] alike to (h - s, w - s) at
+// an offset drawn from r in [0, s)^2, s = Config.AdvShift (see there).
+// The cropped side must stay a multiple of the discriminator's patch.
+func (t *Trainer) shiftCrop(fake, real *tensor.Tensor, r *rng.Rand) (*tensor.Tensor, *tensor.Tensor, error) {
+	s, p := t.Config.AdvShift, t.Disc.Patch()
+	h, w := fake.Shape[2], fake.Shape[3]
+	if h-s <= 0 || w-s <= 0 || (h-s)%p != 0 || (w-s)%p != 0 {
+		return nil, nil, fmt.Errorf("distill: adversarial shift %d leaves %dx%d of the %dx%d discriminator input, want a positive multiple of its %d patch",
+			s, h-s, w-s, h, w, p)
+	}
+	dy, dx := r.IntN(s), r.IntN(s)
+	crop := func(x *tensor.Tensor) *tensor.Tensor {
+		return tensor.Slice(tensor.Slice(x, 2, dy, dy+h-s), 3, dx, dx+w-s)
+	}
+	return crop(fake), crop(real), nil
 }
 
 // fakeStep trains the fake score one step on the student's outputs x0:

@@ -6,7 +6,7 @@
 #   scripts/campaign.sh prior SECONDS    continue the prior in the background
 #   scripts/campaign.sh regress SECONDS  stage 1: the regression student (MSE + pixel)
 #   scripts/campaign.sh reg-long SECONDS THREADS WPIX  stage 1 at 800 steps, pixel weight WPIX (session 3)
-#   scripts/campaign.sh gan SECONDS THREADS latent|pixel WPIX [INIT] [RUN] [MILD]  stage 2 of session 3: MSE + pixel + discriminator
+#   scripts/campaign.sh gan SECONDS THREADS latent|pixel WPIX [INIT] [RUN] [MILD] [SHIFT]  stage 2 of session 3: MSE + pixel + discriminator
 #   scripts/campaign.sh tsd|tsd-adv SECONDS [THREADS]  stage 2 from stage 1, without/with the GAN term
 #   scripts/campaign.sh adv2 SECONDS [THREADS]  stage 2b: tsd-adv from artifacts/student4-adv, half the rates
 #   scripts/campaign.sh student|student-adv SECONDS [THREADS]  session 2's first one-stage runs (drift)
@@ -141,7 +141,10 @@ gan)
   # (default s5-gan-SPACE) names the run folder under $C/runs and the log;
   # MILD (session 5), the share of pairs under scripts/degrade-mild.json
   # instead of Real-ESRGAN's model (default 0), since students trained on
-  # the harsh model alone lose to v2 on the mild hold-out pairs.
+  # the harsh model alone lose to v2 on the mild hold-out pairs. SHIFT
+  # (session 6), the discriminator's random crop (--adv-shift; default 0,
+  # what every run before session 6 recorded, so they resume): 16 keeps
+  # the student from drawing the discriminator's 16-pixel grid.
   secs=${2:?seconds}; space=${4:?latent or pixel}; wpix=${5:-1}
   init=${6:-$C/runs/s5-reg-pix$wpix/student.safetensors}
   name=${7:-s5-gan-$space}
@@ -155,7 +158,7 @@ gan)
   args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --init "$init"
     --data "$C/train" --full-finetune --reg none --steps 600 --batch 2 --size 256 --lr 2e-5
     --warmup 20 --save-every 50 --seed 20 --w-pix "$wpix" --ema 0.995 --snapshot-every 100
-    --w-adv 0.1 --lr-disc 5e-5 --adv-space "$space" --threads "${3:-0}" --quiet)
+    --w-adv 0.1 --lr-disc 5e-5 --adv-space "$space" --adv-shift "${9:-0}" --threads "${3:-0}" --quiet)
   mild=${8:-0}
   if [ "$mild" != 0 ]; then
     args+=(--degrade "realesrgan:$(awk "BEGIN { print 1 - $mild }")" --degrade "$ROOT/scripts/degrade-mild.json:$mild")
@@ -174,7 +177,7 @@ tsd|tsd-adv)
     --data "$C/train" --full-finetune --steps 1500 --batch 2 --size 256 --lr 2e-5 --lr-fake 2e-5
     --warmup 20 --save-every 50 --seed 17 --reg tsd --w-tsd 3 --w-pix 1 --ema 0.995 --snapshot-every 100
     --threads "${3:-0}" --quiet)
-  [ "$1" = tsd-adv ] && args+=(--w-adv 0.1 --lr-disc 5e-5)
+  [ "$1" = tsd-adv ] && args+=(--w-adv 0.1 --lr-disc 5e-5 --adv-shift 0)
   distill "$1" "$run" "$secs" "${args[@]}"
   ;;
 adv2)
@@ -190,7 +193,7 @@ adv2)
   args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --init "$start"
     --data "$C/train" --full-finetune --steps 1500 --batch 2 --size 256 --lr 1e-5 --lr-fake 1e-5
     --warmup 20 --save-every 50 --seed 18 --reg tsd --w-tsd 3 --w-pix 1 --ema 0.995 --snapshot-every 100
-    --w-adv 0.1 --lr-disc 2.5e-5 --threads "${3:-0}" --quiet)
+    --w-adv 0.1 --lr-disc 2.5e-5 --adv-shift 0 --threads "${3:-0}" --quiet)
   distill "$1" "$run" "$secs" "${args[@]}"
   ;;
 student|student-adv)
@@ -209,7 +212,7 @@ student|student-adv)
     --reg tsd --w-tsd 10 --w-pix 1 --ema 0.995 --snapshot-every 100 --threads "${3:-0}" --quiet)
   if [ "$1" = student-adv ]; then
     run=$C/runs/student3-adv
-    args+=(--w-adv 0.1 --lr-disc 1e-4)
+    args+=(--w-adv 0.1 --lr-disc 1e-4 --adv-shift 0)
   fi
   distill "$1" "$run" "$secs" "${args[@]}"
   ;;
@@ -228,7 +231,7 @@ score)
     realsr) lr=$SHARED/data/realsr/LR gt=$SHARED/data/realsr/HR ;;
     esac
     GOMAXPROCS=$th nice -n 2 "$BIN" upscale --model "$model" -i "$lr" -o "$out/$set" --quiet --overwrite --threads "$th"
-    GOMAXPROCS=$th nice -n 2 "$BIN" eval --sr "$out/$set" --gt "$gt" -j "$th" | tail -2 | tee "$out/$set.txt"
+    GOMAXPROCS=$th nice -n 2 "$BIN" eval --sr "$out/$set" --gt "$gt" --metrics psnr,ssim,niqe,grid -j "$th" | tail -2 | tee "$out/$set.txt"
   done
   ;;*)
   sed -n 2,12p "$0"

@@ -65,6 +65,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	wAdv := fs.Float64("w-adv", 0, "weight of the adversarial loss against a patch discriminator (beyond the paper; 0: off)")
 	lrDisc := fs.Float64("lr-disc", 1e-4, "discriminator peak learning rate (with --w-adv)")
 	advSpace := fs.String("adv-space", distill.AdvLatent, "what the discriminator sees (with --w-adv): latent (TAESD3 latents) or pixel (the decoded output against the HR crop)")
+	advShift := fs.Int("adv-shift", -1, "crop the discriminator's inputs at a random offset in [0, N) per step, in its input's units, so that its patch grid does not teach the student a grid (with --w-adv; -1: its patch, 16 pixels or 4 latent pixels; 0: off, as runs before session 6)")
 	seed := fs.Uint64("seed", 0, "seed of the adapters, the data stream and the noise")
 	var specs []string
 	fs.Func("degrade", "degradation `FILE[:WEIGHT]` (tsdsr degrade --config JSON, or "+degrade.DefaultName+
@@ -99,6 +100,10 @@ func runTrainDistill(ctx context.Context, args []string) error {
 		cfg.WAdv, cfg.LRDisc = *wAdv, *lrDisc
 		if *advSpace != distill.AdvLatent { // "" keeps earlier latent runs' recipes resumable
 			cfg.AdvSpace = *advSpace
+		}
+		cfg.AdvShift = *advShift
+		if cfg.AdvShift == -1 {
+			cfg.AdvShift = distill.DiscPatch(cfg.AdvSpace)
 		}
 	}
 	if err := cfg.Validate(); err != nil {
