@@ -96,7 +96,8 @@ type Config struct {
 	// fixed to the image is not shift-invariant (its strided convolutions
 	// see a 16-pixel cell's phase), and the student, whose tokens are 16
 	// pixels too, learns to draw a 16-pixel grid to please it: session 6
-	// measured that grid in every pixel-discriminator run and none without.
+	// measured metrics' grid at 0.047-0.111 on the mild hold-out pairs for
+	// every pixel-discriminator student, 0.033-0.036 for those without.
 	// The crop makes the patch grid's phase random.
 	AdvShift int `json:"adv_shift,omitempty"`
 }
