@@ -22,12 +22,17 @@ const realsrDir = "../../shared/data/realsr"
 // on: a few seconds each at 128 -> 512.
 var realsrChecked = []string{"Canon_001", "Nikon_010", "Canon_040"}
 
+// maxGrid bounds metrics' grid on each checked photo: tsdsr-small-v2 gives
+// 0.030-0.046 on them, session 5's pixel-GAN candidate, whose outputs show
+// the grid by eye, 0.090-0.111.
+const maxGrid = 0.07
+
 // TestBuiltInModelsOnRealSR: every built-in student upscales RealSR photos
 // to 4x their size, the same bytes twice, and scores PSNR/NIQE within a
 // small tolerance of the per-image figures of the evaluation recorded in
 // MODELS.md (testdata/<model>.realsr.jsonl, the `tsdsr eval --json` output
 // of that run), so a change of numerics that moves the shipped results is
-// caught.
+// caught, and draws no 16-pixel grid (metrics' grid below maxGrid).
 func TestBuiltInModelsOnRealSR(t *testing.T) {
 	if testing.Short() {
 		t.Skip("upscales RealSR photos with the built-in models")
@@ -38,6 +43,7 @@ func TestBuiltInModelsOnRealSR(t *testing.T) {
 	}
 	psnr, _ := metrics.New("psnr", metrics.Options{})
 	niqe, _ := metrics.New("niqe", metrics.Options{})
+	grid, _ := metrics.New("grid", metrics.Options{})
 	for _, m := range list {
 		if m.Name == Bicubic {
 			continue
@@ -85,6 +91,9 @@ func TestBuiltInModelsOnRealSR(t *testing.T) {
 				t.Logf("%s: PSNR %.4f (recorded %.4f), NIQE %.4f (recorded %.4f)", name, p, want["psnr"], n, want["niqe"])
 				if math.Abs(p-want["psnr"]) > 0.05 || math.Abs(n-want["niqe"]) > 0.1 {
 					t.Errorf("%s: PSNR %.4f / NIQE %.4f, recorded %.4f / %.4f", name, p, n, want["psnr"], want["niqe"])
+				}
+				if g, err := grid.Compute(saved, nil); err != nil || g > maxGrid {
+					t.Errorf("%s: grid %.4f (%v), want at most %g", name, g, err, maxGrid)
 				}
 			}
 		})
