@@ -31,8 +31,10 @@ type Info struct {
 	// keyed by lower-case metric name.
 	Scores map[string]float64 `json:"scores,omitempty"`
 	// Tile and Overlap are the default latent tiling (latent pixels).
-	Tile    int  `json:"tile,omitempty"`
-	Overlap int  `json:"overlap,omitempty"`
+	Tile    int `json:"tile,omitempty"`
+	Overlap int `json:"overlap,omitempty"`
+	// Shifts is the default number of token-grid phases (sr.OneStep.Shifts).
+	Shifts  int  `json:"shifts,omitempty"`
 	Default bool `json:"default,omitempty"`
 }
 
@@ -96,7 +98,12 @@ func Load(name string) (sr.Upscaler, error) {
 		if err != nil {
 			return nil, fmt.Errorf("catalog: %s: %w", m.Name, err)
 		}
-		return oneStep(f, m.Name, m.Tile, m.Overlap)
+		o, err := oneStep(f, m.Name, m.Tile, m.Overlap)
+		if err != nil {
+			return nil, err
+		}
+		o.Shifts = m.Shifts
+		return o, nil
 	}
 	names := make([]string, len(list))
 	for i, m := range list {

@@ -37,6 +37,19 @@ func ValidateTiling(tile, overlap int) error {
 	return nil
 }
 
+// ErrShifts reports a number of token-grid phases a student cannot use.
+var ErrShifts = errors.New("sr: invalid shifts")
+
+// ValidateShifts checks ModelOptions.Shifts: 0 (the model's default), 1,
+// 2 or 4.
+func ValidateShifts(n int) error {
+	switch n {
+	case 0, 1, 2, 4:
+		return nil
+	}
+	return fmt.Errorf("%w: %d token-grid phases, want 1, 2 or 4 (0 means the model's default)", ErrShifts, n)
+}
+
 // Bytes per pixel of the pipeline's whole-image buffers, used by
 // MemoryEstimate. Native pixels (the model's scale) hold the model's
 // input, output and result (36) and the colour fix's reference, result and

@@ -38,6 +38,15 @@ type OneStep struct {
 	// Tile and Overlap are the default latent tiling of the student (in
 	// latent pixels); ModelOptions override them per call.
 	Tile, Overlap int
+	// Shifts is the default number of token-grid phases (ModelOptions
+	// override it per call): 0 or 1 predicts once; 2 averages that with a
+	// prediction on the latent shifted by half a token diagonally; 4 with
+	// all three half-token shifts. A student trained against a patch
+	// discriminator can tie texture to its 16-pixel tokens; a half-token
+	// shift moves that pattern by half its period, so the average cancels
+	// its odd harmonics (the grid) while the image content, which does not
+	// move with the tokens, stays. Each phase costs one more student pass.
+	Shifts int
 	// Official makes the pipeline compute what TSD-SR's own script
 	// (test/test_tsdsr.py) computes, for its released model: the working
 	// size of OfficialWorkingSize (small inputs enlarged, sides rounded
@@ -129,6 +138,7 @@ func (o *OneStep) UpscaleWith(ctx context.Context, img *imageio.Image, opts *Mod
 		}
 	}
 	tile, overlap := o.tiling(opts)
+	shifts := o.shifts(opts)
 	defer tensor.NoGrad()()
 	x := tensor.New(1, 3, h, w)
 	n := img.Width * img.Height
@@ -149,7 +159,7 @@ func (o *OneStep) UpscaleWith(ctx context.Context, img *imageio.Image, opts *Mod
 	var verr error
 	z := flow.OneStep(func(x *tensor.Tensor, _ []float32) *tensor.Tensor {
 		// predict supplies t = 1000 to every tile.
-		v, err := o.tiledVelocity(ctx, x, tile, overlap)
+		v, err := o.tiledVelocity(ctx, x, tile, overlap, shifts)
 		if verr = err; err != nil {
 			return x
 		}
@@ -207,7 +217,7 @@ func (o *OneStep) ColorSource(fix ColorFix, rgb []float32, w, h, ow, oh int) []f
 func (o *OneStep) Velocity(ctx context.Context, zL *tensor.Tensor, opts *ModelOptions) (*tensor.Tensor, error) {
 	tile, overlap := o.tiling(opts)
 	defer tensor.NoGrad()()
-	return o.tiledVelocity(ctx, zL, tile, overlap)
+	return o.tiledVelocity(ctx, zL, tile, overlap, o.shifts(opts))
 }
 
 // tiling is the tile and overlap of a call: opts' where set (> 0), else
@@ -223,11 +233,42 @@ func (o *OneStep) tiling(opts *ModelOptions) (tile, overlap int) {
 	return tile, overlap
 }
 
-func (o *OneStep) tiledVelocity(ctx context.Context, zL *tensor.Tensor, tile, overlap int) (*tensor.Tensor, error) {
+// shifts is the number of token-grid phases of a call: opts' where set
+// (> 0), else the upscaler's own, at least 1.
+func (o *OneStep) shifts(opts *ModelOptions) int {
+	if opts != nil && opts.Shifts > 0 {
+		return opts.Shifts
+	}
+	return max(o.Shifts, 1)
+}
+
+func (o *OneStep) tiledVelocity(ctx context.Context, zL *tensor.Tensor, tile, overlap, shifts int) (*tensor.Tensor, error) {
 	if o.Official {
 		return o.officialVelocity(ctx, zL, tile, overlap)
 	}
-	return o.velocity(ctx, zL, tile, overlap)
+	v, err := o.velocity(ctx, zL, tile, overlap)
+	p := o.Student.Config.PatchSize
+	if err != nil || shifts <= 1 || p < 2 {
+		return v, err
+	}
+	// Half a token down and right; with 4 phases also down and right alone.
+	// Each padding keeps the sides multiples of the patch.
+	h := p / 2
+	phases := [][2]int{{h, h}}
+	if shifts >= 4 {
+		phases = append(phases, [2]int{h, 0}, [2]int{0, h})
+	}
+	for _, d := range phases {
+		dy, dx := d[0], d[1]
+		padded := tensor.Pad2d(zL, dy, (p-dy)%p, dx, (p-dx)%p, tensor.PadReflect)
+		vs, err := o.velocity(ctx, padded, tile, overlap)
+		if err != nil {
+			return nil, err
+		}
+		vs = tensor.Pad2d(vs, -dy, -((p - dy) % p), -dx, -((p - dx) % p), tensor.PadZero)
+		v = tensor.Add(v, vs)
+	}
+	return tensor.Scale(v, 1/float32(len(phases)+1)), nil
 }
 
 // velocity predicts the student's velocity over z [1, C, H, W] in tiles of

@@ -105,3 +105,55 @@ func maxAbs(a, b *tensor.Tensor) float64 {
 	}
 	return d
 }
+
+// TestOneStepShiftsCancelTheTokenGrid: averaging the student over token-grid
+// phases (ModelOptions.Shifts) removes the part of its prediction that
+// alternates with the latent column and row parity, a pattern tied to its
+// 2 x 2 patches; 1 phase is the plain pass; bad counts are refused.
+func TestOneStepShiftsCancelTheTokenGrid(t *testing.T) {
+	o := tinyOneStep(t, true)
+	z := tensor.New(1, 16, 16, 16)
+	rng.New(4).FillNormal(z.Data, 0, 0.1)
+	ctx := context.Background()
+	// parity is the mean |prediction . (-1)^x| and |. (-1)^y| per channel.
+	parity := func(v *tensor.Tensor) float64 {
+		var s float64
+		for c := range 16 {
+			var ax, ay float64
+			for y := range 16 {
+				for x := range 16 {
+					d := float64(v.Data[(c*16+y)*16+x])
+					ax += d * float64(1-2*(x%2))
+					ay += d * float64(1-2*(y%2))
+				}
+			}
+			s += math.Abs(ax)/256 + math.Abs(ay)/256
+		}
+		return s / 32
+	}
+	plain, _ := o.velocity(ctx, z, 0, 0)
+	p := map[int]float64{}
+	for _, n := range []int{1, 2, 4} {
+		v, err := o.Velocity(ctx, z, &ModelOptions{Tile: 32, Shifts: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 && maxAbs(v, plain) != 0 {
+			t.Fatal("one phase differs from the plain pass")
+		}
+		p[n] = parity(v)
+	}
+	t.Logf("parity amplitude: 1 phase %.4g, 2 phases %.4g, 4 phases %.4g", p[1], p[2], p[4])
+	if !(p[2] < 0.1*p[1] && p[4] < 0.1*p[1]) {
+		t.Errorf("parity amplitude %.4g (1 phase), %.4g (2), %.4g (4): want a tenth of it at most", p[1], p[2], p[4])
+	}
+	for _, n := range []int{-1, 3, 8} {
+		if err := ValidateShifts(n); err == nil {
+			t.Errorf("%d phases accepted", n)
+		}
+	}
+	img, err := o.UpscaleWith(ctx, sineImage(16, 12), &ModelOptions{Shifts: 2})
+	if err != nil || img.Width != 64 || img.Height != 48 {
+		t.Fatalf("2 phases: %v, %v", img, err)
+	}
+}

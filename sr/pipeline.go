@@ -37,6 +37,10 @@ type ModelOptions struct {
 	// Tile and TileOverlap are in latent pixels; 0 means the model's
 	// default.
 	Tile, TileOverlap int
+	// Shifts is how many phases of the transformer's token grid the
+	// student's velocity is averaged over (see OneStep.Shifts): 1 (one
+	// pass), 2 or 4; 0 means the model's default.
+	Shifts int
 }
 
 // OptionsUpscaler is an Upscaler that accepts ModelOptions for a call.

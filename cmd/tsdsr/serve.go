@@ -25,9 +25,9 @@ func init() {
 // serveFlags are the flags shared by serve and bench-serve: the server's
 // limits and its model.
 type serveFlags struct {
-	maxPixels, maxOutputPixels, maxUploads, workers, queue, scale, threads, tile, tileOverlap int
-	maxBody, maxJobMemory, minUploadRate, model, allowedHosts                                 string
-	timeout, uploadGrace                                                                      time.Duration
+	maxPixels, maxOutputPixels, maxUploads, workers, queue, scale, threads, tile, tileOverlap, shifts int
+	maxBody, maxJobMemory, minUploadRate, model, allowedHosts                                         string
+	timeout, uploadGrace                                                                              time.Duration
 }
 
 func (f *serveFlags) register(fl *flag.FlagSet) {
@@ -47,6 +47,7 @@ func (f *serveFlags) register(fl *flag.FlagSet) {
 	fl.IntVar(&f.threads, "threads", 0, "worker threads per job (0 = all cores)")
 	fl.IntVar(&f.tile, "tile", 64, "model tile size in latent pixels; unused by the bicubic baseline")
 	fl.IntVar(&f.tileOverlap, "tile-overlap", 8, "tile overlap in latent pixels; unused by the bicubic baseline")
+	fl.IntVar(&f.shifts, "shifts", 0, "token-grid phases the student's prediction is averaged over: 1, 2 or 4 (0 = the model's default)")
 }
 
 // config turns the flags into a server configuration.
@@ -68,6 +69,9 @@ func (f *serveFlags) config(log *slog.Logger) (server.Config, error) {
 	}
 	if err := sr.ValidateTiling(f.tile, f.tileOverlap); err != nil {
 		return cfg, fmt.Errorf("--tile %d --tile-overlap %d: %w", f.tile, f.tileOverlap, err)
+	}
+	if err := sr.ValidateShifts(f.shifts); err != nil {
+		return cfg, fmt.Errorf("--shifts: %w", err)
 	}
 	var hosts []string
 	for _, h := range strings.Split(f.allowedHosts, ",") {
@@ -91,7 +95,7 @@ func (f *serveFlags) config(log *slog.Logger) (server.Config, error) {
 	}
 	return server.Config{
 		Upscaler:  up,
-		Model:     sr.ModelOptions{Tile: f.tile, TileOverlap: f.tileOverlap},
+		Model:     sr.ModelOptions{Tile: f.tile, TileOverlap: f.tileOverlap, Shifts: f.shifts},
 		MaxPixels: f.maxPixels, MaxOutputPixels: f.maxOutputPixels, MaxJobMemory: sizes[1],
 		MaxBody: sizes[0], UploadGrace: f.uploadGrace, MinUploadRate: sizes[2], MaxUploads: f.maxUploads,
 		Workers: f.workers, Queue: queue, Timeout: f.timeout,

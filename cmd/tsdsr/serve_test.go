@@ -31,7 +31,7 @@ func TestServeFlagsToConfig(t *testing.T) {
 		t.Fatalf("config %+v", cfg)
 	}
 	for _, bad := range [][]string{{"--max-body", "huge"}, {"--max-body", "0"}, {"--workers", "0"}, {"--model", "nope"},
-		{"--tile", "1"}, {"--tile", "-1"}, {"--tile", "16", "--tile-overlap", "16"}, {"--tile-overlap", "-1"},
+		{"--tile", "1"}, {"--tile", "-1"}, {"--tile", "16", "--tile-overlap", "16"}, {"--tile-overlap", "-1"}, {"--shifts", "3"},
 		{"--min-upload-rate", "0"}, {"--max-output-pixels", "0"}, {"--max-job-memory", "0"}, {"--max-uploads", "0"}} {
 		var g serveFlags
 		fl := flag.NewFlagSet("serve", flag.ContinueOnError)

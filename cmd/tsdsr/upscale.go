@@ -37,10 +37,10 @@ func runUpscale(ctx context.Context, args []string) error {
 	fl := flag.NewFlagSet("upscale", flag.ContinueOnError)
 	var c upscaleConfig
 	var (
-		scale, width, height, threads, tile, tileOverlap int
-		outscale                                         float64
-		colorFix, format, model                          string
-		sd3                                              catalog.SD3Files
+		scale, width, height, threads, tile, tileOverlap, shifts int
+		outscale                                                 float64
+		colorFix, format, model                                  string
+		sd3                                                      catalog.SD3Files
 	)
 	fl.StringVar(&c.In, "i", "", "input image file or folder (required)")
 	fl.StringVar(&c.In, "input", "", "same as -i")
@@ -54,6 +54,7 @@ func runUpscale(ctx context.Context, args []string) error {
 	fl.IntVar(&height, "height", 0, "output height in pixels")
 	fl.IntVar(&tile, "tile", 64, "model tile size in latent pixels (0 = the model's default); unused by the bicubic baseline")
 	fl.IntVar(&tileOverlap, "tile-overlap", 8, "tile overlap in latent pixels; unused by the bicubic baseline")
+	fl.IntVar(&shifts, "shifts", 0, "token-grid phases the student's prediction is averaged over: 1, 2 or 4 (each costs one more student pass; cancels a 16-pixel grid; 0 = the model's default)")
 	fl.StringVar(&colorFix, "color-fix", "wavelet", "colour fix: wavelet, adain or none")
 	fl.StringVar(&format, "format", "", "output format: png, jpg, or webp-if-possible (writes png: Go has no WebP encoder); default: from -o's extension for a file, the input's format for a folder")
 	fl.IntVar(&c.Quality, "quality", imageio.DefaultJPEGQuality, "JPEG quality 1..100")
@@ -114,6 +115,9 @@ func runUpscale(ctx context.Context, args []string) error {
 	if err := sr.ValidateTiling(tile, tileOverlap); err != nil {
 		return fmt.Errorf("--tile %d --tile-overlap %d: %w", tile, tileOverlap, err)
 	}
+	if err := sr.ValidateShifts(shifts); err != nil {
+		return fmt.Errorf("--shifts: %w", err)
+	}
 	var up sr.Upscaler
 	switch {
 	case sd3.SD3 == "" && (sd3.LoRA != "" || sd3.Embeds != "" || sd3.BF16):
@@ -144,7 +148,7 @@ func runUpscale(ctx context.Context, args []string) error {
 	c.Memory = sysmem.AvailableBytes
 	pipe := sr.New(up, &sr.Options{
 		OutScale: outscale, Width: width, Height: height, ColorFix: cf,
-		Model: sr.ModelOptions{Tile: tile, TileOverlap: tileOverlap},
+		Model: sr.ModelOptions{Tile: tile, TileOverlap: tileOverlap, Shifts: shifts},
 	})
 	jobs, earlier, err := batch.Plan(&c.Options)
 	if err != nil {

@@ -113,8 +113,12 @@ func TestUpscaleTileValidation(t *testing.T) {
 			t.Errorf("%v: want an up-front --tile error, got %v", args, err)
 		}
 	}
+	err := runUpscale(context.Background(), []string{"-i", in, "-o", filepath.Join(dir, "o.png"), "--quiet", "--shifts", "3"})
+	if err == nil || !strings.Contains(err.Error(), "--shifts") {
+		t.Errorf("--shifts 3: want an up-front --shifts error, got %v", err)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "o.png")); err == nil {
-		t.Error("a refused tiling wrote output")
+		t.Error("a refused tiling or shift count wrote output")
 	}
 }
 
