@@ -107,7 +107,7 @@ func stageTimes(b *testing.B, o *OneStep, x *tensor.Tensor) float64 {
 		}
 		z = tensor.Scale(z, o.latentScale())
 		t1 := time.Now()
-		v, _ := o.tiledVelocity(ctx, z, o.Tile, o.Overlap, 1)
+		v, _ := o.tiledVelocity(ctx, z, o.Tile, o.Overlap)
 		t2 := time.Now()
 		if _, err := o.AE.Decode(ctx, tensor.Scale(tensor.Sub(z, v), 1/o.latentScale())); err != nil {
 			b.Fatal(err)

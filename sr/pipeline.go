@@ -38,7 +38,7 @@ type ModelOptions struct {
 	// default.
 	Tile, TileOverlap int
 	// Shifts is how many phases of the transformer's token grid the
-	// student's velocity is averaged over (see OneStep.Shifts): 1 (one
+	// student's output is averaged over (see OneStep.Shifts): 1 (one
 	// pass), 2 or 4; 0 means the model's default.
 	Shifts int
 }
