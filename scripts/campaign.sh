@@ -144,7 +144,9 @@ gan)
   # the harsh model alone lose to v2 on the mild hold-out pairs. SHIFT
   # (session 6), the discriminator's random crop (--adv-shift; default 0,
   # what every run before session 6 recorded, so they resume): 16 keeps
-  # the student from drawing the discriminator's 16-pixel grid.
+  # the student from drawing the discriminator's 16-pixel grid. Session 7
+  # continues session 6's shifted runs at other adversarial weights: env
+  # WADV (default 0.1) and STEPS (default 600) override those two flags.
   secs=${2:?seconds}; space=${4:?latent or pixel}; wpix=${5:-1}
   init=${6:-$C/runs/s5-reg-pix$wpix/student.safetensors}
   name=${7:-s5-gan-$space}
@@ -156,9 +158,9 @@ gan)
   fi
   run=$C/runs/$name
   args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --init "$init"
-    --data "$C/train" --full-finetune --reg none --steps 600 --batch 2 --size 256 --lr 2e-5
+    --data "$C/train" --full-finetune --reg none --steps "${STEPS:-600}" --batch 2 --size 256 --lr 2e-5
     --warmup 20 --save-every 50 --seed 20 --w-pix "$wpix" --ema 0.995 --snapshot-every 100
-    --w-adv 0.1 --lr-disc 5e-5 --adv-space "$space" --adv-shift "${9:-0}" --threads "${3:-0}" --quiet)
+    --w-adv "${WADV:-0.1}" --lr-disc 5e-5 --adv-space "$space" --adv-shift "${9:-0}" --threads "${3:-0}" --quiet)
   mild=${8:-0}
   if [ "$mild" != 0 ]; then
     args+=(--degrade "realesrgan:$(awk "BEGIN { print 1 - $mild }")" --degrade "$ROOT/scripts/degrade-mild.json:$mild")
