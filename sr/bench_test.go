@@ -76,6 +76,27 @@ func BenchmarkOneStep(b *testing.B) {
 		b.ReportMetric(teacher, "teacher50_s")
 		b.ReportMetric(teacher/stu, "student_speedup")
 	})
+	// The cost of --shifts 2 against one phase, timed in the same run: the
+	// shifted phase is one more encode, student pass and decode at the same
+	// size and tiling, so the ratio is 2 (1.8-2.0 measured on a loaded
+	// machine; padding by a token instead took it to 2.9 there).
+	b.Run("128to512-shifts2", func(b *testing.B) {
+		var one, two time.Duration
+		for b.Loop() {
+			for _, n := range []int{1, 2} {
+				t0 := time.Now()
+				if _, err := o.UpscaleWith(ctx, img, &ModelOptions{Shifts: n}); err != nil {
+					b.Fatal(err)
+				}
+				if n == 1 {
+					one += time.Since(t0)
+				} else {
+					two += time.Since(t0)
+				}
+			}
+		}
+		b.ReportMetric(two.Seconds()/one.Seconds(), "shifts2_vs_1")
+	})
 	for _, side := range []int{128, 256, 512} {
 		b.Run(fmt.Sprintf("pipeline-%dto%d", side, 4*side), func(b *testing.B) {
 			in := imageio.NewImage(side, side, 3)

@@ -158,23 +158,10 @@ func (o *OneStep) UpscaleWith(ctx context.Context, img *imageio.Image, opts *Mod
 		return nil, err
 	}
 	if shifts := o.shifts(opts); shifts > 1 && !o.Official && o.Student.Config.PatchSize >= 2 {
-		// Half a token down and right; with 4 phases also down and right
-		// alone. Each padding keeps the sides multiples of a token.
-		tok := o.AE.Factor() * o.Student.Config.PatchSize
-		half := tok / 2
-		phases := [][2]int{{half, half}}
-		if shifts >= 4 {
-			phases = append(phases, [2]int{half, 0}, [2]int{0, half})
+		y, err = o.shifted(ctx, x, y, shifts, tile, overlap)
+		if err != nil {
+			return nil, err
 		}
-		for _, d := range phases {
-			dy, dx := d[0], d[1]
-			ys, err := o.restore(ctx, tensor.Pad2d(x, dy, (tok-dy)%tok, dx, (tok-dx)%tok, tensor.PadReflect), tile, overlap)
-			if err != nil {
-				return nil, err
-			}
-			y = tensor.Add(y, tensor.Pad2d(ys, -dy, -((tok-dy)%tok), -dx, -((tok-dx)%tok), tensor.PadZero))
-		}
-		y = tensor.Scale(y, 1/float32(len(phases)+1))
 	}
 	out := imageio.NewImage(w, h, 3)
 	for i, v := range y.Data {
@@ -191,6 +178,47 @@ func (o *OneStep) UpscaleWith(ctx context.Context, img *imageio.Image, opts *Mod
 		out = &imageio.Image{Width: ow, Height: oh, Channels: 3, Pix: pix}
 	}
 	return out, nil
+}
+
+// shifted averages y, the restoration of x, with shifts-1 more of x moved
+// by half a token: down and right, and with 4 phases also down and right
+// alone. A pattern tied to the token grid moves by half its period and
+// cancels; the content moves back. The input keeps its size (reflected in
+// at the top and left, cropped at the bottom and right), so each phase
+// costs exactly one more pass with the same tiles, and the bottom and
+// right half-token strips, which no shifted phase covers, keep y.
+func (o *OneStep) shifted(ctx context.Context, x, y *tensor.Tensor, shifts, tile, overlap int) (*tensor.Tensor, error) {
+	half := o.AE.Factor() * o.Student.Config.PatchSize / 2
+	phases := [][2]int{{half, half}}
+	if shifts >= 4 {
+		phases = append(phases, [2]int{half, 0}, [2]int{0, half})
+	}
+	h, w := x.Shape[2], x.Shape[3]
+	count := make([]float32, h*w)
+	for i := range count {
+		count[i] = 1
+	}
+	for _, d := range phases {
+		dy, dx := min(d[0], h-1), min(d[1], w-1)
+		ys, err := o.restore(ctx, tensor.Pad2d(x, dy, -dy, dx, -dx, tensor.PadReflect), tile, overlap)
+		if err != nil {
+			return nil, err
+		}
+		y = tensor.Add(y, tensor.Pad2d(ys, -dy, dy, -dx, dx, tensor.PadZero))
+		for i := 0; i < h-dy; i++ {
+			row := count[i*w:][:w-dx]
+			for j := range row {
+				row[j]++
+			}
+		}
+	}
+	for c := 0; c < y.Shape[1]; c++ {
+		plane := y.Data[c*h*w:][:h*w]
+		for i, n := range count {
+			plane[i] /= n
+		}
+	}
+	return y, nil
 }
 
 // restore is the one-step pass on a bicubic-upscaled x [1, 3, H, W]:

@@ -47,7 +47,7 @@ func (f *serveFlags) register(fl *flag.FlagSet) {
 	fl.IntVar(&f.threads, "threads", 0, "worker threads per job (0 = all cores)")
 	fl.IntVar(&f.tile, "tile", 64, "model tile size in latent pixels; unused by the bicubic baseline")
 	fl.IntVar(&f.tileOverlap, "tile-overlap", 8, "tile overlap in latent pixels; unused by the bicubic baseline")
-	fl.IntVar(&f.shifts, "shifts", 0, "token-grid phases the student's prediction is averaged over: 1, 2 or 4 (0 = the model's default)")
+	fl.IntVar(&f.shifts, "shifts", 0, shiftsUsage)
 }
 
 // config turns the flags into a server configuration.

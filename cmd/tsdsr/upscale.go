@@ -23,6 +23,9 @@ import (
 	"tsdsr/sr"
 )
 
+// shiftsUsage is --shifts' text in upscale and serve.
+const shiftsUsage = "token-grid phases the restoration is averaged over: 1, 2 or 4 (each phase is one more pass, so 2 doubles the time; cancels a 16-pixel grid; 0 = the model's default)"
+
 func init() {
 	register(&command{name: "upscale", summary: "upscale photos (a file or a folder) 4x", run: runUpscale})
 }
@@ -54,7 +57,7 @@ func runUpscale(ctx context.Context, args []string) error {
 	fl.IntVar(&height, "height", 0, "output height in pixels")
 	fl.IntVar(&tile, "tile", 64, "model tile size in latent pixels (0 = the model's default); unused by the bicubic baseline")
 	fl.IntVar(&tileOverlap, "tile-overlap", 8, "tile overlap in latent pixels; unused by the bicubic baseline")
-	fl.IntVar(&shifts, "shifts", 0, "token-grid phases the student's prediction is averaged over: 1, 2 or 4 (each costs one more student pass; cancels a 16-pixel grid; 0 = the model's default)")
+	fl.IntVar(&shifts, "shifts", 0, shiftsUsage)
 	fl.StringVar(&colorFix, "color-fix", "wavelet", "colour fix: wavelet, adain or none")
 	fl.StringVar(&format, "format", "", "output format: png, jpg, or webp-if-possible (writes png: Go has no WebP encoder); default: from -o's extension for a file, the input's format for a folder")
 	fl.IntVar(&c.Quality, "quality", imageio.DefaultJPEGQuality, "JPEG quality 1..100")
