@@ -101,6 +101,18 @@ type Config struct {
 	// the HR crops and 0.033-0.036 for students without a discriminator.
 	// The crop makes the patch grid's phase random.
 	AdvShift int `json:"adv_shift,omitempty"`
+	// WSSIM weighs 1 - SSIM between the decoded output and the HR crop
+	// (SSIMLoss; beyond the paper, 0: none). Session 6's students pass the
+	// PSNR gate and miss the SSIM one: the discriminator's texture lands on
+	// flat regions as well, which SSIM's variance term punishes and a
+	// per-pixel distance barely sees.
+	WSSIM float64 `json:"w_ssim,omitempty"`
+}
+
+// NeedsPixels says whether the recipe decodes the student's output: for
+// the pixel loss, the SSIM term or a pixel discriminator.
+func (c Config) NeedsPixels() bool {
+	return c.WPix > 0 || c.WSSIM > 0 || (c.WAdv > 0 && c.AdvSpace == AdvPixel)
 }
 
 // Where the discriminator looks (Config.AdvSpace).
@@ -158,7 +170,7 @@ func (c Config) Validate() error {
 	if c.WAdv > 0 && c.LRDisc <= 0 {
 		return errors.New("distill: the adversarial term needs a positive discriminator learning rate")
 	}
-	if c.WMSE < 0 || c.WTSD < 0 || c.WPix < 0 || c.WAdv < 0 {
+	if c.WMSE < 0 || c.WTSD < 0 || c.WPix < 0 || c.WAdv < 0 || c.WSSIM < 0 {
 		return errors.New("distill: loss weights must be non-negative")
 	}
 	return nil

@@ -99,7 +99,7 @@ func Run(ctx context.Context, o RunOptions) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if o.Config.WPix > 0 || (o.Config.WAdv > 0 && o.Config.AdvSpace == AdvPixel) {
+	if o.Config.NeedsPixels() {
 		tr.Decoder = dec
 	}
 	mix := make(degrade.Mixture, len(o.Degrade))

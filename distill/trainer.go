@@ -171,7 +171,7 @@ func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Scalars, error) {
 	loss := tensor.Scale(mse, float32(cfg.WMSE))
 	pixelAdv := t.Disc != nil && cfg.AdvSpace == AdvPixel
 	var img *tensor.Tensor // the decoded output, for the pixel loss and a pixel discriminator
-	if cfg.WPix > 0 || pixelAdv {
+	if cfg.NeedsPixels() {
 		if t.Decoder == nil || b.HR == nil {
 			return nil, fmt.Errorf("distill: the pixel loss and a pixel discriminator need the decoder and the HR crops")
 		}
@@ -181,6 +181,11 @@ func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Scalars, error) {
 		pix := PixelLoss(img, b.HR)
 		m["pix"] = float64(pix.Item())
 		loss = tensor.Add(loss, tensor.Scale(pix, float32(cfg.WPix)))
+	}
+	if cfg.WSSIM > 0 {
+		ssim := SSIMLoss(img, b.HR)
+		m["ssim_loss"] = float64(ssim.Item())
+		loss = tensor.Add(loss, tensor.Scale(ssim, float32(cfg.WSSIM)))
 	}
 	// What the discriminator sees of the student (and, below, of the HR crop).
 	fake, real := zHat, b.ZH
@@ -304,6 +309,60 @@ func PixelLoss(img, hr *tensor.Tensor) *tensor.Tensor {
 	}
 	d := tensor.Sub(img, hr)
 	return tensor.Mean(tensor.Sqrt(tensor.AddScalar(tensor.Square(d), 1e-6)))
+}
+
+// SSIMLoss is 1 - SSIM between the decoded output img and the HR crops hr
+// ([N, 3, H, W] in [0, 1]) on luma, as the evaluation measures it (pyiqa's
+// SSIM: ITU-R BT.601 Y, an 11-tap Gaussian window of sigma 1.5, valid
+// positions, C1 = 0.01^2 and C2 = 0.03^2 on the [0, 1] scale), without
+// pyiqa's downsampling of sides above 256 so that crops of any size weigh
+// the same texture scale. Gradients flow to img.
+func SSIMLoss(img, hr *tensor.Tensor) *tensor.Tensor {
+	if !tensor.SameShape(img.Shape, hr.Shape) || len(img.Shape) != 4 || img.Shape[1] != 3 {
+		panic(fmt.Sprintf("distill.SSIMLoss: decoded %v, HR %v, want matching [N, 3, H, W]", img.Shape, hr.Shape))
+	}
+	if img.Shape[2] < ssimTaps || img.Shape[3] < ssimTaps {
+		panic(fmt.Sprintf("distill.SSIMLoss: %v is smaller than the %d-pixel window", img.Shape, ssimTaps))
+	}
+	win := ssimWindow()
+	blur := func(x *tensor.Tensor) *tensor.Tensor { return tensor.Conv2d(x, win, nil, 1, 0) }
+	x, y := luma(img), luma(hr)
+	mx, my := blur(x), blur(y)
+	mxx, myy, mxy := tensor.Mul(mx, mx), tensor.Mul(my, my), tensor.Mul(mx, my)
+	sxx := tensor.Sub(blur(tensor.Mul(x, x)), mxx)
+	syy := tensor.Sub(blur(tensor.Mul(y, y)), myy)
+	sxy := tensor.Sub(blur(tensor.Mul(x, y)), mxy)
+	const c1, c2 = 0.01 * 0.01, 0.03 * 0.03
+	num := tensor.Mul(tensor.AddScalar(tensor.Scale(mxy, 2), c1), tensor.AddScalar(tensor.Scale(sxy, 2), c2))
+	den := tensor.Mul(tensor.AddScalar(tensor.Add(mxx, myy), c1), tensor.AddScalar(tensor.Add(sxx, syy), c2))
+	return tensor.AddScalar(tensor.Neg(tensor.Mean(tensor.Div(num, den))), 1)
+}
+
+const ssimTaps = 11
+
+// ssimWindow is the normalised 11 x 11 Gaussian of sigma 1.5, [1, 1, 11, 11].
+func ssimWindow() *tensor.Tensor {
+	g := make([]float64, ssimTaps)
+	var sum float64
+	for i := range g {
+		d := float64(i - ssimTaps/2)
+		g[i] = math.Exp(-d * d / (2 * 1.5 * 1.5))
+		sum += g[i]
+	}
+	w := tensor.New(1, 1, ssimTaps, ssimTaps)
+	for i := range ssimTaps {
+		for j := range ssimTaps {
+			w.Data[i*ssimTaps+j] = float32(g[i] * g[j] / (sum * sum))
+		}
+	}
+	return w
+}
+
+// luma is BT.601 Y of RGB x [N, 3, H, W] in [0, 1] (16/255 to 235/255), [N, 1, H, W].
+func luma(x *tensor.Tensor) *tensor.Tensor {
+	ch := tensor.Split(x, 1, 1, 1, 1)
+	y := tensor.Add(tensor.Add(tensor.Scale(ch[0], 65.481/255), tensor.Scale(ch[1], 128.553/255)), tensor.Scale(ch[2], 24.966/255))
+	return tensor.AddScalar(y, 16.0/255)
 }
 
 // discPixels maps images in [0, 1] to the pixel discriminator's [-1, 1].

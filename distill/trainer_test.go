@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"tsdsr/flow"
+	"tsdsr/imageio"
+	"tsdsr/metrics"
 	"tsdsr/model/mmdit"
 	"tsdsr/model/taesd"
 	"tsdsr/nn"
@@ -61,11 +63,6 @@ func tinyPixelBatch(s int) Batch {
 	return b
 }
 
-// needsPixels says whether cfg decodes the student's output.
-func needsPixels(cfg Config) bool {
-	return cfg.WPix > 0 || (cfg.WAdv > 0 && cfg.AdvSpace == AdvPixel)
-}
-
 func tinyRecipe() Config {
 	c := DefaultConfig()
 	c.LoRARank, c.FakeRank, c.Steps, c.Warmup, c.LR, c.LRFake, c.Seed = 4, 2, 4, 1, 1e-3, 1e-3, 5
@@ -79,7 +76,7 @@ func runTiny(t *testing.T, dir string, cfg Config, upto int, resume bool) *Train
 		t.Fatal(err)
 	}
 	batch := tinyBatch
-	if needsPixels(cfg) {
+	if cfg.NeedsPixels() {
 		if _, tr.Decoder, err = taesd.Embedded(); err != nil {
 			t.Fatal(err)
 		}
@@ -162,6 +159,7 @@ func TestStepModes(t *testing.T) {
 		{"tsd-dasm", func(c *Config) {}, []string{"loss", "mse", "tsd", "fake"}},
 		{"full", func(c *Config) { c.FullFinetune, c.LoRARank = true, 0 }, []string{"loss", "tsd", "fake"}},
 		{"pixel", func(c *Config) { c.Reg, c.WPix = RegNone, 0.5 }, []string{"loss", "mse", "pix"}},
+		{"ssim", func(c *Config) { c.Reg, c.WPix, c.WSSIM = RegNone, 0.5, 2 }, []string{"loss", "mse", "pix", "ssim_loss"}},
 	} {
 		cfg := tinyRecipe()
 		cfg.Warmup = 0 // warm-up would make step 0's rate zero
@@ -173,7 +171,7 @@ func TestStepModes(t *testing.T) {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		b := tinyBatch(0)
-		if needsPixels(cfg) {
+		if cfg.NeedsPixels() {
 			if _, tr.Decoder, err = taesd.Embedded(); err != nil {
 				t.Fatal(err)
 			}
@@ -188,7 +186,7 @@ func TestStepModes(t *testing.T) {
 				t.Errorf("%s: metric %s = %v (present %v)", c.name, k, v, ok)
 			}
 		}
-		if want := m["mse"] + m["tsd"] + cfg.WPix*m["pix"]; math.Abs(m["loss"]-want) > 1e-6*(1+want) {
+		if want := m["mse"] + m["tsd"] + cfg.WPix*m["pix"] + cfg.WSSIM*m["ssim_loss"]; math.Abs(m["loss"]-want) > 1e-6*(1+want) {
 			t.Errorf("%s: loss %g, want w_mse mse + w_tsd tsd = %g", c.name, m["loss"], want)
 		}
 		if (cfg.Reg == RegNone) != (tr.Fake == nil) {
@@ -387,4 +385,53 @@ func TestStudentEMA(t *testing.T) {
 	straight.EMA.Swap()
 	resumed.EMA.Swap()
 	sameParams(t, "student EMA", straight.OptStudent.Params(), resumed.OptStudent.Params())
+}
+
+// TestSSIMLoss: 1 - SSIMLoss is the evaluation's SSIM (metrics, pyiqa's
+// conventions, which also round luma to 8 bits: hence the tolerance) on a
+// 64 x 64 pair, 0 for identical images, and its gradient matches finite
+// differences.
+func TestSSIMLoss(t *testing.T) {
+	r := rng.New(11)
+	hr := randn(r.Child(0), 0.5, 0.15, 1, 3, 64, 64)
+	sr := tensor.Add(hr, randn(r.Child(1), 0, 0.05, 1, 3, 64, 64))
+	for _, x := range []*tensor.Tensor{hr, sr} {
+		for i, v := range x.Data {
+			x.Data[i] = float32(math.Round(float64(min(max(v, 0), 1))*255) / 255)
+		}
+	}
+	toImage := func(x *tensor.Tensor) *imageio.Image {
+		m := imageio.NewImage(64, 64, 3)
+		copy(m.Pix, x.Data)
+		return m
+	}
+	ssim, err := metrics.New("ssim", metrics.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ssim.Compute(toImage(sr), toImage(hr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 1 - float64(SSIMLoss(sr, hr).Item())
+	t.Logf("SSIM %.5f, metrics %.5f", got, want)
+	if math.Abs(got-want) > 2e-3 || want > 0.99 || want < 0.3 {
+		t.Errorf("1 - SSIMLoss %.5f, metrics' SSIM %.5f", got, want)
+	}
+	if l := SSIMLoss(hr, hr).Item(); math.Abs(float64(l)) > 1e-6 {
+		t.Errorf("SSIMLoss of identical images %g", l)
+	}
+	x := sr.Clone()
+	x.SetRequiresGrad(true)
+	SSIMLoss(x, hr).Backward()
+	for _, i := range []int{0, 777, 3*64*64 - 1, 64*64 + 2080} {
+		const h = 1e-2
+		p, m := sr.Clone(), sr.Clone()
+		p.Data[i] += h
+		m.Data[i] -= h
+		fd := float64(SSIMLoss(p, hr).Item()-SSIMLoss(m, hr).Item()) / (2 * h)
+		if g := float64(x.Grad.Data[i]); math.Abs(g-fd) > 0.05*math.Abs(fd)+1e-5 {
+			t.Errorf("gradient at %d: %g, finite difference %g", i, g, fd)
+		}
+	}
 }

@@ -146,7 +146,8 @@ gan)
   # what every run before session 6 recorded, so they resume): 16 keeps
   # the student from drawing the discriminator's 16-pixel grid. Session 7
   # continues session 6's shifted runs at other adversarial weights: env
-  # WADV (default 0.1) and STEPS (default 600) override those two flags.
+  # WADV (default 0.1) and STEPS (default 600) override those two flags;
+  # WSSIM (default 0) adds the SSIM term (--w-ssim).
   secs=${2:?seconds}; space=${4:?latent or pixel}; wpix=${5:-1}
   init=${6:-$C/runs/s5-reg-pix$wpix/student.safetensors}
   name=${7:-s5-gan-$space}
@@ -160,7 +161,7 @@ gan)
   args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --init "$init"
     --data "$C/train" --full-finetune --reg none --steps "${STEPS:-600}" --batch 2 --size 256 --lr 2e-5
     --warmup 20 --save-every 50 --seed 20 --w-pix "$wpix" --ema 0.995 --snapshot-every 100
-    --w-adv "${WADV:-0.1}" --lr-disc 5e-5 --adv-space "$space" --adv-shift "${9:-0}" --threads "${3:-0}" --quiet)
+    --w-adv "${WADV:-0.1}" --lr-disc 5e-5 --adv-space "$space" --adv-shift "${9:-0}" --w-ssim "${WSSIM:-0}" --threads "${3:-0}" --quiet)
   mild=${8:-0}
   if [ "$mild" != 0 ]; then
     args+=(--degrade "realesrgan:$(awk "BEGIN { print 1 - $mild }")" --degrade "$ROOT/scripts/degrade-mild.json:$mild")
@@ -221,7 +222,7 @@ student|student-adv)
 score)
   # score NAME MODEL [SETS] [THREADS]: SETS is "holdout realsr" (the
   # default) or any of holdout, mild and realsr; one thread leaves the
-  # other core to training.
+  # other core to training. Env SHIFTS (session 7) passes --shifts.
   name=${2:?name}; model=${3:?model}; sets=${4:-holdout realsr}; th=${5:-1}
   [ -x "$BIN" ] || build
   out=$C/scores/$name
@@ -232,7 +233,7 @@ score)
     mild) lr=$C/holdout-mild/lr gt=$C/holdout-mild/hr ;;
     realsr) lr=$SHARED/data/realsr/LR gt=$SHARED/data/realsr/HR ;;
     esac
-    GOMAXPROCS=$th nice -n 2 "$BIN" upscale --model "$model" -i "$lr" -o "$out/$set" --quiet --overwrite --threads "$th"
+    GOMAXPROCS=$th nice -n 2 "$BIN" upscale --model "$model" -i "$lr" -o "$out/$set" --quiet --overwrite --threads "$th" --shifts "${SHIFTS:-0}"
     GOMAXPROCS=$th nice -n 2 "$BIN" eval --sr "$out/$set" --gt "$gt" --metrics psnr,ssim,niqe,grid -j "$th" | tail -2 | tee "$out/$set.txt"
   done
   ;;*)
