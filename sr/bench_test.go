@@ -78,7 +78,7 @@ func BenchmarkOneStep(b *testing.B) {
 	})
 	// The cost of --shifts 2 against one phase, timed in the same run: the
 	// shifted phase is one more encode, student pass and decode at the same
-	// size and tiling, so the ratio is 2 (1.8-2.0 measured on a loaded
+	// size and tiling, so the ratio is 2 (1.79 measured once on a loaded
 	// machine; padding by a token instead took it to 2.9 there).
 	b.Run("128to512-shifts2", func(b *testing.B) {
 		var one, two time.Duration
