@@ -107,12 +107,20 @@ type Config struct {
 	// flat regions as well, which SSIM's variance term punishes and a
 	// per-pixel distance barely sees.
 	WSSIM float64 `json:"w_ssim,omitempty"`
+	// WGrid weighs GridLoss, the 16-pixel periodicity of the decoded
+	// output's luma gradients (metrics' grid, squared; beyond the paper, 0:
+	// none). Session 8 measured the grid rising with training at --w-adv 0.4
+	// despite the shift crop (camera hold-out pairs: 0.154 at step 612 from
+	// session 6's student, 0.278 at step 600 of the run before it; the HR
+	// crops' own structure reads about 0.05): the student's 16-pixel tokens
+	// draw it, so the term penalises the student, not the discriminator.
+	WGrid float64 `json:"w_grid,omitempty"`
 }
 
 // NeedsPixels says whether the recipe decodes the student's output: for
 // the pixel loss, the SSIM term or a pixel discriminator.
 func (c Config) NeedsPixels() bool {
-	return c.WPix > 0 || c.WSSIM > 0 || (c.WAdv > 0 && c.AdvSpace == AdvPixel)
+	return c.WPix > 0 || c.WSSIM > 0 || c.WGrid > 0 || (c.WAdv > 0 && c.AdvSpace == AdvPixel)
 }
 
 // Where the discriminator looks (Config.AdvSpace).
@@ -170,7 +178,7 @@ func (c Config) Validate() error {
 	if c.WAdv > 0 && c.LRDisc <= 0 {
 		return errors.New("distill: the adversarial term needs a positive discriminator learning rate")
 	}
-	if c.WMSE < 0 || c.WTSD < 0 || c.WPix < 0 || c.WAdv < 0 || c.WSSIM < 0 {
+	if c.WMSE < 0 || c.WTSD < 0 || c.WPix < 0 || c.WAdv < 0 || c.WSSIM < 0 || c.WGrid < 0 {
 		return errors.New("distill: loss weights must be non-negative")
 	}
 	return nil

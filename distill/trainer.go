@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"tsdsr/flow"
+	"tsdsr/metrics"
 	"tsdsr/model/mmdit"
 	"tsdsr/model/taesd"
 	"tsdsr/nn"
@@ -187,6 +188,11 @@ func (t *Trainer) Step(b Batch, r *rng.Rand) (train.Scalars, error) {
 		m["ssim_loss"] = float64(ssim.Item())
 		loss = tensor.Add(loss, tensor.Scale(ssim, float32(cfg.WSSIM)))
 	}
+	if cfg.WGrid > 0 {
+		grid := GridLoss(img)
+		m["grid_loss"] = float64(grid.Item())
+		loss = tensor.Add(loss, tensor.Scale(grid, float32(cfg.WGrid)))
+	}
 	// What the discriminator sees of the student (and, below, of the HR crop).
 	fake, real := zHat, b.ZH
 	if pixelAdv {
@@ -339,6 +345,45 @@ func SSIMLoss(img, hr *tensor.Tensor) *tensor.Tensor {
 }
 
 const ssimTaps = 11
+
+// GridLoss is the square of metrics' grid of img ([N, 3, H, W] in [0, 1],
+// H and W above 2 x metrics.GridPeriod) pooled over the batch: the mean
+// absolute luma step between neighbours (horizontal and vertical steps
+// alike) at each of the 16 positions modulo metrics.GridPeriod, relative
+// to its mean, and the power of that profile's odd harmonics, the
+// structure of period 16 exactly. Steps are smoothed (sqrt(d^2 + 1e-6))
+// so that gradients are defined at flat pixels. The student's tokens sit
+// at the same phase in every crop, so pooling the batch keeps the grid.
+func GridLoss(img *tensor.Tensor) *tensor.Tensor {
+	const p = metrics.GridPeriod
+	if len(img.Shape) != 4 || img.Shape[1] != 3 || img.Shape[2] <= 2*p || img.Shape[3] <= 2*p {
+		panic(fmt.Sprintf("distill.GridLoss: %v, want [N, 3, H, W] with sides above %d", img.Shape, 2*p))
+	}
+	y := luma(img)
+	n, h, w := y.Shape[0], y.Shape[2], y.Shape[3]
+	step := func(d *tensor.Tensor) *tensor.Tensor { return tensor.Sqrt(tensor.AddScalar(tensor.Square(d), 1e-6)) }
+	// Horizontal steps c -> c+1 at phase c mod p, whole periods only: [n*h*(w'/p), p] -> [p].
+	wc := (w - 1) / p * p
+	dx := step(tensor.Sub(tensor.Slice(y, 3, 1, wc+1), tensor.Slice(y, 3, 0, wc)))
+	px := tensor.MeanAxis(tensor.Reshape(dx, n*h*wc/p, p), 0, false)
+	// Vertical steps r -> r+1 at phase r mod p: [n, 1, h'/p, p, w] -> [p].
+	hc := (h - 1) / p * p
+	dy := step(tensor.Sub(tensor.Slice(y, 2, 1, hc+1), tensor.Slice(y, 2, 0, hc)))
+	py := tensor.MeanAxis(tensor.Reshape(tensor.Permute(tensor.Reshape(dy, n*hc/p, p, w), 0, 2, 1), n*hc/p*w, p), 0, false)
+	prof := tensor.Scale(tensor.Add(px, py), 0.5)
+	rel := tensor.AddScalar(tensor.Div(prof, tensor.Mean(prof)), -1) // [p]
+	// The odd harmonics' cosine and sine parts, amplitude 2|X_h|/p.
+	basis := tensor.New(p, p/2)
+	for k := range p {
+		for j, hm := 0, 1; hm < p/2; j, hm = j+2, hm+2 {
+			a := 2 * math.Pi * float64(hm*k) / p
+			basis.Data[k*(p/2)+j] = float32(2 * math.Cos(a) / p)
+			basis.Data[k*(p/2)+j+1] = float32(2 * math.Sin(a) / p)
+		}
+	}
+	amp := tensor.MatMul(tensor.Reshape(rel, 1, p), basis)
+	return tensor.Sum(tensor.Square(amp))
+}
 
 // ssimWindow is the normalised 11 x 11 Gaussian of sigma 1.5, [1, 1, 11, 11].
 func ssimWindow() *tensor.Tensor {

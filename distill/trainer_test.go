@@ -435,3 +435,61 @@ func TestSSIMLoss(t *testing.T) {
 		}
 	}
 }
+
+// GridLoss is metrics' grid squared, on an image that has a 16-pixel grid
+// and on one that has none, and its gradient matches finite differences.
+func TestGridLoss(t *testing.T) {
+	const side = 4*metrics.GridPeriod + 1 // whole periods of steps, as the metric counts them
+	r := rng.New(12)
+	noise := randn(r.Child(0), 0.5, 0.1, 1, 3, side, side)
+	grid := noise.Clone()
+	for c := range 3 {
+		for y := range side {
+			for x := range side {
+				if x%metrics.GridPeriod == 0 || y%metrics.GridPeriod == 0 {
+					grid.Data[(c*side+y)*side+x] += 0.15
+				}
+			}
+		}
+	}
+	gm, err := metrics.New("grid", metrics.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		x    *tensor.Tensor
+	}{{"noise", noise}, {"grid", grid}} {
+		x := tc.x
+		for i, v := range x.Data {
+			x.Data[i] = float32(math.Round(float64(min(max(v, 0), 1))*255) / 255)
+		}
+		m := imageio.NewImage(side, side, 3)
+		copy(m.Pix, x.Data)
+		want, err := gm.Compute(m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := math.Sqrt(float64(GridLoss(x).Item()))
+		t.Logf("%s: sqrt(GridLoss) %.4f, metrics' grid %.4f", tc.name, got, want)
+		if math.Abs(got-want) > 0.02*want+2e-3 {
+			t.Errorf("%s: sqrt(GridLoss) %.4f, metrics' grid %.4f", tc.name, got, want)
+		}
+	}
+	if g := math.Sqrt(float64(GridLoss(grid).Item())); g < 0.2 {
+		t.Errorf("a drawn 16-pixel grid scores %.3f", g)
+	}
+	x := grid.Clone()
+	x.SetRequiresGrad(true)
+	GridLoss(x).Backward()
+	for _, i := range []int{0, 17, side*side + 5*side + 16, 3*side*side - 1} {
+		const h = 1e-3
+		p, m := grid.Clone(), grid.Clone()
+		p.Data[i] += h
+		m.Data[i] -= h
+		fd := float64(GridLoss(p).Item()-GridLoss(m).Item()) / (2 * h)
+		if g := float64(x.Grad.Data[i]); math.Abs(g-fd) > 0.05*math.Abs(fd)+1e-5 {
+			t.Errorf("gradient at %d: %g, finite difference %g", i, g, fd)
+		}
+	}
+}

@@ -76,6 +76,22 @@ setup)
       rm -f "$C/holdout-mild/hr/$b.png" "$C/holdout-mild/lr/$b.png"
     done
   fi
+  # The same photos and crops under scripts/degrade-camera.json (session 8):
+  # a Gaussian-like blur of sigma 1-3 HR pixels, little noise, JPEG 80-95.
+  # Fitting the blur sigma that, before a 4x area downsample, best turns HR
+  # into LR (on the Y channel) gives a median of 0.75 on the mild pairs and
+  # 3.5 on the harsh ones but 2.0 (p10 1.25, p90 2.5) on real captures
+  # (RealSR, every 5th pair) and on these: students chosen on the mild pairs
+  # sharpened too little on RealSR (NIQE 1.8 above the mild pairs', bicubic's
+  # 1.3 above).
+  if [ ! -d "$C/holdout-camera/lr" ]; then
+    "$BIN" degrade --hr "$C/holdout" --out "$C/holdout-camera" --n 112 --size 368 --seed 15 -j 1 \
+      --config "$ROOT/scripts/degrade-camera.json"
+    for f in $(grep -l '"pad_right": [1-9]\|"pad_bottom": [1-9]' "$C"/holdout-camera/meta/*.json); do
+      b=$(basename "$f" .json)
+      rm -f "$C/holdout-camera/hr/$b.png" "$C/holdout-camera/lr/$b.png"
+    done
+  fi
   echo "train $(ls "$C/train" | wc -l), holdout $(ls "$C/holdout" | wc -l) photos, $(ls "$C/holdout-pairs/lr" | wc -l) pairs"
   ;;
 prior)
@@ -147,7 +163,10 @@ gan)
   # the student from drawing the discriminator's 16-pixel grid. Session 7
   # continues session 6's shifted runs at other adversarial weights: env
   # WADV (default 0.1) and STEPS (default 600) override those two flags;
-  # WSSIM (default 0) adds the SSIM term (--w-ssim).
+  # WSSIM (default 0) adds the SSIM term (--w-ssim). Session 8: env CAMERA,
+  # the share of pairs under scripts/degrade-camera.json (taken from
+  # Real-ESRGAN's share), whose blur matches real captures (see setup);
+  # WGRID (default 0) the grid term (--w-grid).
   secs=${2:?seconds}; space=${4:?latent or pixel}; wpix=${5:-1}
   init=${6:-$C/runs/s5-reg-pix$wpix/student.safetensors}
   name=${7:-s5-gan-$space}
@@ -161,11 +180,12 @@ gan)
   args=(--prior "$ROOT/artifacts/prior4/ema.safetensors" --init "$init"
     --data "$C/train" --full-finetune --reg none --steps "${STEPS:-600}" --batch 2 --size 256 --lr 2e-5
     --warmup 20 --save-every 50 --seed 20 --w-pix "$wpix" --ema 0.995 --snapshot-every 100
-    --w-adv "${WADV:-0.1}" --lr-disc 5e-5 --adv-space "$space" --adv-shift "${9:-0}" --w-ssim "${WSSIM:-0}" --threads "${3:-0}" --quiet)
-  mild=${8:-0}
-  if [ "$mild" != 0 ]; then
-    args+=(--degrade "realesrgan:$(awk "BEGIN { print 1 - $mild }")" --degrade "$ROOT/scripts/degrade-mild.json:$mild")
+    --w-adv "${WADV:-0.1}" --lr-disc 5e-5 --adv-space "$space" --adv-shift "${9:-0}" --w-ssim "${WSSIM:-0}" --w-grid "${WGRID:-0}" --threads "${3:-0}" --quiet)
+  mild=${8:-0} camera=${CAMERA:-0}
+  if [ "$mild" != 0 ] || [ "$camera" != 0 ]; then
+    args+=(--degrade "realesrgan:$(awk "BEGIN { print 1 - $mild - $camera }")" --degrade "$ROOT/scripts/degrade-mild.json:$mild")
   fi
+  [ "$camera" != 0 ] && args+=(--degrade "$ROOT/scripts/degrade-camera.json:$camera")
   distill "$name" "$run" "$secs" "${args[@]}"
   ;;
 tsd|tsd-adv)
@@ -221,7 +241,7 @@ student|student-adv)
   ;;
 score)
   # score NAME MODEL [SETS] [THREADS]: SETS is "holdout realsr" (the
-  # default) or any of holdout, mild and realsr; one thread leaves the
+  # default) or any of holdout, mild, camera and realsr; one thread leaves the
   # other core to training. Env SHIFTS (session 7) passes --shifts.
   name=${2:?name}; model=${3:?model}; sets=${4:-holdout realsr}; th=${5:-1}
   [ -x "$BIN" ] || build
@@ -231,6 +251,7 @@ score)
     case $set in
     holdout) lr=$C/holdout-pairs/lr gt=$C/holdout-pairs/hr ;;
     mild) lr=$C/holdout-mild/lr gt=$C/holdout-mild/hr ;;
+    camera) lr=$C/holdout-camera/lr gt=$C/holdout-camera/hr ;;
     realsr) lr=$SHARED/data/realsr/LR gt=$SHARED/data/realsr/HR ;;
     esac
     GOMAXPROCS=$th nice -n 2 "$BIN" upscale --model "$model" -i "$lr" -o "$out/$set" --quiet --overwrite --threads "$th" --shifts "${SHIFTS:-0}"

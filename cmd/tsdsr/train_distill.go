@@ -63,6 +63,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	ema := fs.Float64("ema", def.EMA, "EMA decay of the student's weights, saved as student.safetensors (0: none, the last weights)")
 	wPix := fs.Float64("w-pix", def.WPix, "weight of the pixel loss (Charbonnier on TAESD3-decoded output; 0: off)")
 	wSSIM := fs.Float64("w-ssim", 0, "weight of 1 - SSIM on the luma of the TAESD3-decoded output against the HR crop (beyond the paper; 0: off)")
+	wGrid := fs.Float64("w-grid", 0, "weight of the decoded output's 16-pixel grid (metrics' grid, squared; beyond the paper; 0: off)")
 	wAdv := fs.Float64("w-adv", 0, "weight of the adversarial loss against a patch discriminator (beyond the paper; 0: off)")
 	lrDisc := fs.Float64("lr-disc", 1e-4, "discriminator peak learning rate (with --w-adv)")
 	advSpace := fs.String("adv-space", distill.AdvLatent, "what the discriminator sees (with --w-adv): latent (TAESD3 latents) or pixel (the decoded output against the HR crop)")
@@ -96,7 +97,7 @@ func runTrainDistill(ctx context.Context, args []string) error {
 	progress := rd.start()
 	cfg := distill.Config{LoRARank: *loraRank, FakeRank: *fakeRank, FullFinetune: *full, Reg: *reg, Lambda: *lambda,
 		DASM: *dasm, DASMSteps: *dasmSteps, WMSE: *wMSE, WTSD: *wTSD, WPix: *wPix, LR: *lr, LRFake: *lrFake,
-		Warmup: *warmup, Steps: *steps, WeightDecay: def.WeightDecay, ClipNorm: def.ClipNorm, Seed: *seed, EMA: *ema, WSSIM: *wSSIM}
+		Warmup: *warmup, Steps: *steps, WeightDecay: def.WeightDecay, ClipNorm: def.ClipNorm, Seed: *seed, EMA: *ema, WSSIM: *wSSIM, WGrid: *wGrid}
 	if *wAdv > 0 {
 		cfg.WAdv, cfg.LRDisc = *wAdv, *lrDisc
 		if *advSpace != distill.AdvLatent { // "" keeps earlier latent runs' recipes resumable
