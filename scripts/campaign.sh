@@ -38,6 +38,20 @@ distill() {
   echo "$name running, log $run/train.log"
 }
 
+# holdout_pairs DIR [FLAGS...]: the 112 hold-out crops degraded into $C/DIR
+# (tsdsr degrade FLAGS), unless it exists, less the pairs whose crop needed
+# padding.
+holdout_pairs() {
+  local dir=$C/$1
+  shift
+  [ -d "$dir/lr" ] && return
+  "$BIN" degrade --hr "$C/holdout" --out "$dir" --n 112 --size 368 --seed 15 -j 1 "$@"
+  for f in $(grep -l '"pad_right": [1-9]\|"pad_bottom": [1-9]' "$dir"/meta/*.json); do
+    b=$(basename "$f" .json)
+    rm -f "$dir/hr/$b.png" "$dir/lr/$b.png"
+  done
+}
+
 case "${1:-}" in
 setup)
   # Photos of data/train (a_) and data/train2 (b_), as symlinks; the names in
@@ -56,26 +70,13 @@ setup)
   build
   # 110 hold-out pairs, 368 -> 92 (Real-ESRGAN degradation, seed 15); the two
   # pairs whose crop needed padding (a photo shorter than 368 px) are dropped.
-  if [ ! -d "$C/holdout-pairs/lr" ]; then
-    "$BIN" degrade --hr "$C/holdout" --out "$C/holdout-pairs" --n 112 --size 368 --seed 15 -j 1
-    for f in $(grep -l '"pad_right": [1-9]\|"pad_bottom": [1-9]' "$C"/holdout-pairs/meta/*.json); do
-      b=$(basename "$f" .json)
-      rm -f "$C/holdout-pairs/hr/$b.png" "$C/holdout-pairs/lr/$b.png"
-    done
-  fi
+  holdout_pairs holdout-pairs
   # The same photos and crops under a milder, camera-like degradation
   # (scripts/degrade-mild.json: one blur of sigma <= 1.5, light noise, JPEG
   # 70-95, no second round), nearer RealSR's real captures than Real-ESRGAN's
   # synthetic mix: session 2 saw two students equal on the harsh pairs end
   # 0.8 dB and 0.034 SSIM apart on RealSR.
-  if [ ! -d "$C/holdout-mild/lr" ]; then
-    "$BIN" degrade --hr "$C/holdout" --out "$C/holdout-mild" --n 112 --size 368 --seed 15 -j 1 \
-      --config "$ROOT/scripts/degrade-mild.json"
-    for f in $(grep -l '"pad_right": [1-9]\|"pad_bottom": [1-9]' "$C"/holdout-mild/meta/*.json); do
-      b=$(basename "$f" .json)
-      rm -f "$C/holdout-mild/hr/$b.png" "$C/holdout-mild/lr/$b.png"
-    done
-  fi
+  holdout_pairs holdout-mild --config "$ROOT/scripts/degrade-mild.json"
   # The same photos and crops under scripts/degrade-camera.json (session 8):
   # a Gaussian-like blur of sigma 1-3 HR pixels, little noise, JPEG 80-95.
   # Fitting the blur sigma that, before a 4x area downsample, best turns HR
@@ -84,14 +85,7 @@ setup)
   # (RealSR, every 5th pair) and on these: students chosen on the mild pairs
   # sharpened too little on RealSR (NIQE 1.8 above the mild pairs', bicubic's
   # 1.3 above).
-  if [ ! -d "$C/holdout-camera/lr" ]; then
-    "$BIN" degrade --hr "$C/holdout" --out "$C/holdout-camera" --n 112 --size 368 --seed 15 -j 1 \
-      --config "$ROOT/scripts/degrade-camera.json"
-    for f in $(grep -l '"pad_right": [1-9]\|"pad_bottom": [1-9]' "$C"/holdout-camera/meta/*.json); do
-      b=$(basename "$f" .json)
-      rm -f "$C/holdout-camera/hr/$b.png" "$C/holdout-camera/lr/$b.png"
-    done
-  fi
+  holdout_pairs holdout-camera --config "$ROOT/scripts/degrade-camera.json"
   echo "train $(ls "$C/train" | wc -l), holdout $(ls "$C/holdout" | wc -l) photos, $(ls "$C/holdout-pairs/lr" | wc -l) pairs"
   ;;
 prior)
